@@ -1,0 +1,517 @@
+package clientapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sort"
+
+	"github.com/rempart-hs/rempart/internal/filter"
+	"github.com/rempart-hs/rempart/internal/httpapi"
+	"github.com/rempart-hs/rempart/internal/rooms"
+	"github.com/rempart-hs/rempart/internal/storage"
+	"github.com/rempart-hs/rempart/internal/syncapi"
+)
+
+func (a *API) routesRoomRead(rt *httpapi.Router) {
+	rt.Authed(v3("GET", "/rooms/{roomId}/state"), a.getRoomState)
+	rt.Authed(v3("GET", "/rooms/{roomId}/state/{eventType}"), a.getStateEvent)
+	rt.Authed(v3("GET", "/rooms/{roomId}/state/{eventType}/{stateKey...}"), a.getStateEvent)
+	rt.Authed(v3("GET", "/rooms/{roomId}/messages"), a.getMessages)
+	rt.Authed(v3("GET", "/rooms/{roomId}/context/{eventId}"), a.getContext)
+	rt.Authed(v3("GET", "/rooms/{roomId}/event/{eventId}"), a.getEvent)
+	rt.Authed(v3("GET", "/rooms/{roomId}/members"), a.getMembers)
+	rt.Authed(v3("GET", "/rooms/{roomId}/joined_members"), a.getJoinedMembers)
+}
+
+// roomView is what a user may see of a room: its visibility checker and
+// the highest stream position they may read.
+type roomView struct {
+	vis   *rooms.Visibility
+	upTo  int64
+	still bool // currently joined
+}
+
+// viewRoom checks that the user is or was in the room and returns their
+// view of it. Users who never were get M_FORBIDDEN.
+func (a *API) viewRoom(ctx context.Context, roomID, userID string) (*roomView, error) {
+	m, err := a.requireMemberOrFormer(ctx, roomID, userID)
+	if err != nil {
+		return nil, err
+	}
+	vis, err := a.Rooms.NewVisibility(ctx, roomID, userID)
+	if err != nil {
+		return nil, err
+	}
+	max, err := a.DB.MaxStreamPos(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v := &roomView{vis: vis, upTo: max, still: m.Membership == "join"}
+	if m.Membership != "join" {
+		v.upTo = m.StreamPos
+	}
+	return v, nil
+}
+
+// stateAtPos returns the room state after the last event at or before pos.
+func (a *API) stateAtPos(ctx context.Context, roomID string, pos int64, current bool) ([]storage.Event, error) {
+	if current {
+		return a.DB.CurrentState(ctx, roomID, nil)
+	}
+	last, err := a.DB.LastEventBefore(ctx, roomID, pos)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	ids, err := a.DB.StateGroupIDs(ctx, last.StateGroupAfter)
+	if err != nil {
+		return nil, err
+	}
+	list := make([]string, 0, len(ids))
+	for _, id := range ids {
+		list = append(list, id)
+	}
+	return a.DB.GetEvents(ctx, list)
+}
+
+func (a *API) format(evs []storage.Event, req *httpapi.Requester, withRoom bool) []rooms.ClientEvent {
+	out := make([]rooms.ClientEvent, 0, len(evs))
+	for i := range evs {
+		out = append(out, rooms.Format(&evs[i], rooms.Viewer{UserID: req.UserID, DeviceID: req.DeviceID}, withRoom, nil))
+	}
+	return out
+}
+
+// getRoomState serves GET /_matrix/client/v3/rooms/{roomId}/state.
+func (a *API) getRoomState(r *http.Request) (any, error) {
+	req := httpapi.RequesterFrom(r.Context())
+	roomID, err := pathRoomID(r)
+	if err != nil {
+		return nil, err
+	}
+	v, err := a.viewRoom(r.Context(), roomID, req.UserID)
+	if err != nil {
+		return nil, err
+	}
+	evs, err := a.stateAtPos(r.Context(), roomID, v.upTo, v.still)
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(evs, func(i, j int) bool { return evs[i].StreamPos < evs[j].StreamPos })
+	return a.format(evs, req, true), nil
+}
+
+// getStateEvent serves GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}.
+func (a *API) getStateEvent(r *http.Request) (any, error) {
+	req := httpapi.RequesterFrom(r.Context())
+	roomID, err := pathRoomID(r)
+	if err != nil {
+		return nil, err
+	}
+	evType, stateKey := r.PathValue("eventType"), r.PathValue("stateKey")
+	v, err := a.viewRoom(r.Context(), roomID, req.UserID)
+	if err != nil {
+		return nil, err
+	}
+	var found *storage.Event
+	if v.still {
+		evs, err := a.DB.CurrentState(r.Context(), roomID, []storage.StateKeyTuple{{Type: evType, StateKey: stateKey}})
+		if err != nil {
+			return nil, err
+		}
+		if len(evs) > 0 {
+			found = &evs[0]
+		}
+	} else {
+		evs, err := a.stateAtPos(r.Context(), roomID, v.upTo, false)
+		if err != nil {
+			return nil, err
+		}
+		for i := range evs {
+			if evs[i].Type == evType && evs[i].StateKey != nil && *evs[i].StateKey == stateKey {
+				found = &evs[i]
+			}
+		}
+	}
+	if found == nil {
+		return nil, httpapi.NotFound("state event not found")
+	}
+	ce := rooms.Format(found, rooms.Viewer{UserID: req.UserID, DeviceID: req.DeviceID}, true, nil)
+	if r.URL.Query().Get("format") == "event" {
+		return ce, nil
+	}
+	return ce.Content, nil
+}
+
+// parseRoomFilter reads the optional filter query parameter of /messages
+// and /context.
+func parseRoomFilter(r *http.Request) (*filter.RoomEventFilter, error) {
+	f := &filter.RoomEventFilter{}
+	if s := r.URL.Query().Get("filter"); s != "" {
+		if err := httpapi.DecodeJSONBytes([]byte(s), f); err != nil {
+			return nil, httpapi.InvalidParam("invalid filter: %v", err)
+		}
+	}
+	return f, nil
+}
+
+// getMessages serves GET /_matrix/client/v3/rooms/{roomId}/messages.
+func (a *API) getMessages(r *http.Request) (any, error) {
+	ctx := r.Context()
+	req := httpapi.RequesterFrom(ctx)
+	roomID, err := pathRoomID(r)
+	if err != nil {
+		return nil, err
+	}
+	q := r.URL.Query()
+	dir := q.Get("dir")
+	if dir != "b" && dir != "f" {
+		return nil, httpapi.InvalidParam("dir must be b or f")
+	}
+	limit, err := httpapi.QueryInt(r, "limit", 10)
+	if err != nil {
+		return nil, err
+	}
+	if limit < 0 {
+		return nil, httpapi.InvalidParam("limit must not be negative")
+	}
+	limit = min(limit, 1000)
+	f, err := parseRoomFilter(r)
+	if err != nil {
+		return nil, err
+	}
+	v, err := a.viewRoom(ctx, roomID, req.UserID)
+	if err != nil {
+		return nil, err
+	}
+	var from int64
+	if s := q.Get("from"); s != "" {
+		t, err := syncapi.ParseToken(s)
+		if err != nil {
+			return nil, httpapi.InvalidParam("invalid from token")
+		}
+		from = t.Events
+	} else if dir == "b" {
+		from = v.upTo
+	}
+	bound := int64(-1)
+	if s := q.Get("to"); s != "" {
+		t, err := syncapi.ParseToken(s)
+		if err != nil {
+			return nil, httpapi.InvalidParam("invalid to token")
+		}
+		bound = t.Events
+	}
+	var chunk []storage.Event
+	cursor := from
+	more := false
+	for int64(len(chunk)) < limit {
+		var batch []storage.Event
+		if dir == "b" {
+			lo := int64(0)
+			if bound >= 0 {
+				lo = bound
+			}
+			hi := min(cursor, v.upTo)
+			if hi <= lo {
+				break
+			}
+			batch, err = a.DB.RoomEvents(ctx, roomID, lo, hi, int(limit)+1, true)
+		} else {
+			hi := v.upTo
+			if bound >= 0 {
+				hi = min(hi, bound)
+			}
+			if cursor >= hi {
+				break
+			}
+			batch, err = a.DB.RoomEvents(ctx, roomID, cursor, hi, int(limit)+1, false)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(batch) == 0 {
+			break
+		}
+		for i := range batch {
+			ev := &batch[i]
+			if dir == "b" {
+				cursor = ev.StreamPos - 1
+			} else {
+				cursor = ev.StreamPos
+			}
+			if v.vis.CanSee(ev) && f.AllowsEvent(ev) {
+				chunk = append(chunk, *ev)
+				if int64(len(chunk)) >= limit {
+					more = i < len(batch)-1 || len(batch) > int(limit)
+					break
+				}
+			}
+		}
+		if len(batch) <= int(limit) && int64(len(chunk)) < limit {
+			break
+		}
+		if int64(len(chunk)) >= limit {
+			if !more {
+				more = true // possibly more; the next page may be empty
+			}
+			break
+		}
+	}
+	start := syncapi.Token{Events: from}
+	resp := map[string]any{"chunk": a.formatWithRedactions(ctx, chunk, req, true), "start": start.String()}
+	if more && len(chunk) > 0 {
+		resp["end"] = syncapi.Token{Events: cursor}.String()
+	}
+	if f.LazyLoadMembers && len(chunk) > 0 {
+		senders := map[string]bool{}
+		var keys []storage.StateKeyTuple
+		for _, ev := range chunk {
+			if !senders[ev.Sender] {
+				senders[ev.Sender] = true
+				keys = append(keys, storage.StateKeyTuple{Type: "m.room.member", StateKey: ev.Sender})
+			}
+		}
+		state, err := a.DB.CurrentState(ctx, roomID, keys)
+		if err != nil {
+			return nil, err
+		}
+		resp["state"] = a.format(state, req, true)
+	}
+	return resp, nil
+}
+
+// formatWithRedactions formats events, attaching redacted_because.
+func (a *API) formatWithRedactions(ctx context.Context, evs []storage.Event, req *httpapi.Requester, withRoom bool) []rooms.ClientEvent {
+	var ids []string
+	for i := range evs {
+		if evs[i].RedactedBy != "" {
+			ids = append(ids, evs[i].RedactedBy)
+		}
+	}
+	red := map[string]*storage.Event{}
+	if len(ids) > 0 {
+		if rs, err := a.DB.GetEvents(ctx, ids); err == nil {
+			for i := range rs {
+				red[rs[i].EventID] = &rs[i]
+			}
+		}
+	}
+	out := make([]rooms.ClientEvent, 0, len(evs))
+	for i := range evs {
+		out = append(out, rooms.Format(&evs[i], rooms.Viewer{UserID: req.UserID, DeviceID: req.DeviceID}, withRoom, red[evs[i].RedactedBy]))
+	}
+	return out
+}
+
+// visibleEvent loads an event the user may see, or M_NOT_FOUND.
+func (a *API) visibleEvent(ctx context.Context, v *roomView, roomID, eventID string) (*storage.Event, error) {
+	ev, err := a.DB.GetEvent(ctx, eventID)
+	if errors.Is(err, storage.ErrNotFound) || (err == nil && (ev.RoomID != roomID || ev.StreamPos > v.upTo || !v.vis.CanSee(&ev))) {
+		return nil, httpapi.NotFound("event not found")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &ev, nil
+}
+
+// getEvent serves GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}.
+func (a *API) getEvent(r *http.Request) (any, error) {
+	req := httpapi.RequesterFrom(r.Context())
+	roomID, err := pathRoomID(r)
+	if err != nil {
+		return nil, err
+	}
+	v, err := a.viewRoom(r.Context(), roomID, req.UserID)
+	if err != nil {
+		if httpapi.ErrIs(err, "M_FORBIDDEN") {
+			return nil, httpapi.NotFound("event not found")
+		}
+		return nil, err
+	}
+	ev, err := a.visibleEvent(r.Context(), v, roomID, r.PathValue("eventId"))
+	if err != nil {
+		return nil, err
+	}
+	return a.formatWithRedactions(r.Context(), []storage.Event{*ev}, req, true)[0], nil
+}
+
+// getContext serves GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}.
+func (a *API) getContext(r *http.Request) (any, error) {
+	ctx := r.Context()
+	req := httpapi.RequesterFrom(ctx)
+	roomID, err := pathRoomID(r)
+	if err != nil {
+		return nil, err
+	}
+	limit, err := httpapi.QueryInt(r, "limit", 10)
+	if err != nil {
+		return nil, err
+	}
+	if limit < 0 {
+		return nil, httpapi.InvalidParam("limit must not be negative")
+	}
+	limit = min(limit, 100)
+	f, err := parseRoomFilter(r)
+	if err != nil {
+		return nil, err
+	}
+	v, err := a.viewRoom(ctx, roomID, req.UserID)
+	if err != nil {
+		return nil, err
+	}
+	ev, err := a.visibleEvent(ctx, v, roomID, r.PathValue("eventId"))
+	if err != nil {
+		return nil, err
+	}
+	nBefore := limit / 2
+	nAfter := limit - nBefore
+	collect := func(from, to int64, n int64, backwards bool) ([]storage.Event, error) {
+		var out []storage.Event
+		if n == 0 {
+			return out, nil
+		}
+		evs, err := a.DB.RoomEvents(ctx, roomID, from, to, int(n)*4+4, backwards)
+		if err != nil {
+			return nil, err
+		}
+		for i := range evs {
+			if v.vis.CanSee(&evs[i]) && f.AllowsEvent(&evs[i]) {
+				out = append(out, evs[i])
+				if int64(len(out)) >= n {
+					break
+				}
+			}
+		}
+		return out, nil
+	}
+	before, err := collect(0, ev.StreamPos-1, nBefore, true)
+	if err != nil {
+		return nil, err
+	}
+	after, err := collect(ev.StreamPos, v.upTo, nAfter, false)
+	if err != nil {
+		return nil, err
+	}
+	start := syncapi.Token{Events: ev.StreamPos - 1}
+	if len(before) > 0 {
+		start.Events = before[len(before)-1].StreamPos - 1
+	}
+	end := syncapi.Token{Events: ev.StreamPos}
+	if len(after) > 0 {
+		end.Events = after[len(after)-1].StreamPos
+	}
+	last := ev
+	if len(after) > 0 {
+		last = &after[len(after)-1]
+	}
+	state, err := a.stateAtPos(ctx, roomID, last.StreamPos, false)
+	if err != nil {
+		return nil, err
+	}
+	if f.LazyLoadMembers {
+		need := map[string]bool{ev.Sender: true}
+		for _, e := range append(append([]storage.Event{}, before...), after...) {
+			need[e.Sender] = true
+		}
+		kept := state[:0:0]
+		for _, s := range state {
+			if s.Type != "m.room.member" || need[*s.StateKey] {
+				kept = append(kept, s)
+			}
+		}
+		state = kept
+	}
+	return map[string]any{
+		"event":         a.formatWithRedactions(ctx, []storage.Event{*ev}, req, true)[0],
+		"events_before": a.formatWithRedactions(ctx, before, req, true),
+		"events_after":  a.formatWithRedactions(ctx, after, req, true),
+		"start":         start.String(),
+		"end":           end.String(),
+		"state":         a.format(state, req, true),
+	}, nil
+}
+
+// getMembers serves GET /_matrix/client/v3/rooms/{roomId}/members.
+func (a *API) getMembers(r *http.Request) (any, error) {
+	ctx := r.Context()
+	req := httpapi.RequesterFrom(ctx)
+	roomID, err := pathRoomID(r)
+	if err != nil {
+		return nil, err
+	}
+	v, err := a.viewRoom(ctx, roomID, req.UserID)
+	if err != nil {
+		return nil, err
+	}
+	q := r.URL.Query()
+	upTo, current := v.upTo, v.still
+	if at := q.Get("at"); at != "" {
+		t, err := syncapi.ParseToken(at)
+		if err != nil {
+			return nil, httpapi.InvalidParam("invalid at token")
+		}
+		if t.Events < upTo {
+			upTo, current = t.Events, false
+		}
+	}
+	state, err := a.stateAtPos(ctx, roomID, upTo, current)
+	if err != nil {
+		return nil, err
+	}
+	want, notWant := q.Get("membership"), q.Get("not_membership")
+	var members []storage.Event
+	for i := range state {
+		if state[i].Type != "m.room.member" {
+			continue
+		}
+		m := rooms.Membership(&state[i])
+		if (want != "" && m != want) || (notWant != "" && m == notWant) {
+			continue
+		}
+		members = append(members, state[i])
+	}
+	sort.Slice(members, func(i, j int) bool { return *members[i].StateKey < *members[j].StateKey })
+	return map[string]any{"chunk": a.format(members, req, true)}, nil
+}
+
+// getJoinedMembers serves GET /_matrix/client/v3/rooms/{roomId}/joined_members.
+func (a *API) getJoinedMembers(r *http.Request) (any, error) {
+	ctx := r.Context()
+	req := httpapi.RequesterFrom(ctx)
+	roomID, err := pathRoomID(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.requireJoined(ctx, roomID, req.UserID); err != nil {
+		return nil, err
+	}
+	evs, err := a.DB.CurrentStateOfType(ctx, roomID, "m.room.member")
+	if err != nil {
+		return nil, err
+	}
+	type member struct {
+		DisplayName *string `json:"display_name,omitempty"`
+		AvatarURL   *string `json:"avatar_url,omitempty"`
+	}
+	joined := map[string]member{}
+	for i := range evs {
+		if rooms.Membership(&evs[i]) != "join" {
+			continue
+		}
+		var c struct {
+			Content struct {
+				DisplayName *string `json:"displayname"`
+				AvatarURL   *string `json:"avatar_url"`
+			} `json:"content"`
+		}
+		_ = json.Unmarshal(evs[i].JSON, &c)
+		joined[*evs[i].StateKey] = member{DisplayName: c.Content.DisplayName, AvatarURL: c.Content.AvatarURL}
+	}
+	return map[string]any{"joined": joined}, nil
+}

@@ -1,0 +1,389 @@
+// Package rooms is the room engine: it builds, signs, authorises and stores
+// room events, with gomatrixserverlib providing event formats, hashing,
+// signing, redaction and the spec's authorisation rules. Every event a local
+// user sends goes through Engine.Send, inside one storage transaction per
+// room, so that the room's DAG, state groups and current state stay
+// consistent even with several processes on one PostgreSQL database.
+package rooms
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	gmsl "github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/rempart-hs/rempart/internal/httpapi"
+	"github.com/rempart-hs/rempart/internal/storage"
+)
+
+// MaxEventBytes is the spec's limit on a whole event's size.
+const MaxEventBytes = 65536
+
+// Notifier is told about new room events after they commit (the sync
+// notifier implements it).
+type Notifier interface {
+	RoomEvent(roomID string, pos int64, ev *storage.Event)
+}
+
+// Policy decides, before any event is built, whether a user may perform an
+// action on a room (beyond the spec's authorisation rules). It is the one
+// place for deployment policy such as "externals may not create rooms".
+type Policy interface {
+	CheckSend(ctx context.Context, req *SendRequest) error
+}
+
+// Engine builds and stores room events.
+type Engine struct {
+	db             *storage.DB
+	serverName     spec.ServerName
+	keyID          gmsl.KeyID
+	key            ed25519.PrivateKey
+	notifier       Notifier
+	policy         Policy
+	defaultVersion string
+	now            func() time.Time
+}
+
+// Config configures an Engine.
+type Config struct {
+	ServerName     string
+	KeyID          string
+	Key            ed25519.PrivateKey
+	DefaultVersion string
+}
+
+// NewEngine returns a room engine.
+func NewEngine(db *storage.DB, cfg Config, n Notifier, p Policy) *Engine {
+	return &Engine{db: db, serverName: spec.ServerName(cfg.ServerName), keyID: gmsl.KeyID(cfg.KeyID), key: cfg.Key,
+		notifier: n, policy: p, defaultVersion: cfg.DefaultVersion, now: time.Now}
+}
+
+// DB returns the engine's database.
+func (e *Engine) DB() *storage.DB { return e.db }
+
+// ServerName returns the local server name.
+func (e *Engine) ServerName() string { return string(e.serverName) }
+
+// SupportedVersions are the room versions this server creates and joins.
+var SupportedVersions = map[string]string{"10": "stable", "11": "stable", "12": "stable"}
+
+// SendRequest is an event a local user wants to send.
+type SendRequest struct {
+	RoomID   string
+	Sender   string
+	Type     string
+	StateKey *string
+	Content  json.RawMessage
+	Redacts  string
+	// TxnDevice and TxnID make the send idempotent per device.
+	TxnDevice string
+	TxnID     string
+	// TxnScope separates the transaction IDs of different endpoints
+	// ("send" when empty).
+	TxnScope string
+}
+
+// Sent is the result of a successful send.
+type Sent struct {
+	EventID   string
+	StreamPos int64
+}
+
+func userIDForSender(_ spec.RoomID, s spec.SenderID) (*spec.UserID, error) {
+	return spec.NewUserID(string(s), true)
+}
+
+// Send authorises and stores one event from a local user.
+func (e *Engine) Send(ctx context.Context, req SendRequest) (Sent, error) {
+	if e.policy != nil {
+		if err := e.policy.CheckSend(ctx, &req); err != nil {
+			return Sent{}, err
+		}
+	}
+	var out Sent
+	var stored *storage.Event
+	err := e.db.WithTx(ctx, func(tx *storage.Tx) error {
+		room, err := tx.LockRoom(ctx, req.RoomID)
+		if errors.Is(err, storage.ErrNotFound) {
+			return httpapi.NotFound("unknown room")
+		}
+		if err != nil {
+			return err
+		}
+		if req.TxnScope == "" {
+			req.TxnScope = "send"
+		}
+		if req.TxnID != "" {
+			if prev, err := tx.TxnResult(ctx, req.Sender, req.TxnDevice, req.TxnScope, req.TxnID); err == nil {
+				out.EventID = prev
+				return nil
+			} else if !errors.Is(err, storage.ErrNotFound) {
+				return err
+			}
+		}
+		ev, err := e.appendInTx(ctx, tx, &room, req)
+		if err != nil {
+			return err
+		}
+		out = Sent{EventID: ev.EventID, StreamPos: ev.StreamPos}
+		stored = ev
+		if req.TxnID != "" {
+			if err := tx.PutTxnResult(ctx, req.Sender, req.TxnDevice, req.TxnScope, req.TxnID, ev.EventID, e.now().UnixMilli()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return Sent{}, err
+	}
+	if stored != nil && e.notifier != nil {
+		e.notifier.RoomEvent(req.RoomID, stored.StreamPos, stored)
+	}
+	return out, nil
+}
+
+// appendInTx builds, signs, authorises and appends an event to a locked room.
+func (e *Engine) appendInTx(ctx context.Context, tx *storage.Tx, room *storage.Room, req SendRequest) (*storage.Event, error) {
+	verImpl, err := gmsl.GetRoomVersion(gmsl.RoomVersion(room.RoomVersion))
+	if err != nil {
+		return nil, fmt.Errorf("room %s has unknown version %s", room.RoomID, room.RoomVersion)
+	}
+	if len(req.Content) == 0 {
+		req.Content = json.RawMessage("{}")
+	}
+	proto := gmsl.ProtoEvent{
+		SenderID: req.Sender,
+		RoomID:   room.RoomID,
+		Type:     req.Type,
+		StateKey: req.StateKey,
+		Content:  spec.RawJSON(req.Content),
+		Redacts:  req.Redacts,
+	}
+	needed, err := gmsl.StateNeededForProtoEvent(&proto)
+	if err != nil {
+		return nil, httpapi.BadJSON("%v", err)
+	}
+	tuples := needed.Tuples()
+	keys := make([]storage.StateKeyTuple, 0, len(tuples)+1)
+	for _, t := range tuples {
+		keys = append(keys, storage.StateKeyTuple{Type: t.EventType, StateKey: t.StateKey})
+	}
+	// The sender's own membership and the replaced state, for prev_content.
+	var prevKey *storage.StateKeyTuple
+	if req.StateKey != nil {
+		prevKey = &storage.StateKeyTuple{Type: req.Type, StateKey: *req.StateKey}
+		keys = append(keys, *prevKey)
+	}
+	stateEvs, err := tx.CurrentStateEvents(ctx, room.RoomID, keys)
+	if err != nil {
+		return nil, fmt.Errorf("load auth state: %w", err)
+	}
+	var authPDUs []gmsl.PDU
+	var prevState *storage.Event
+	for i := range stateEvs {
+		se := &stateEvs[i]
+		if prevKey != nil && se.Type == prevKey.Type && se.StateKey != nil && *se.StateKey == prevKey.StateKey {
+			prevState = se
+		}
+		pdu, err := verImpl.NewEventFromTrustedJSON(se.JSON, se.RedactedBy != "")
+		if err != nil {
+			return nil, fmt.Errorf("parse stored event %s: %w", se.EventID, err)
+		}
+		authPDUs = append(authPDUs, pdu)
+	}
+	authEvents, err := gmsl.NewAuthEvents(authPDUs)
+	if err != nil {
+		return nil, fmt.Errorf("auth events: %w", err)
+	}
+	refs, err := needed.AuthEventReferences(authEvents)
+	if err != nil {
+		return nil, err
+	}
+	if verImpl.DomainlessRoomIDs() {
+		createID := "$" + room.RoomID[1:]
+		filtered := refs[:0]
+		for _, r := range refs {
+			if r != createID {
+				filtered = append(filtered, r)
+			}
+		}
+		refs = filtered
+	}
+	proto.AuthEvents = refs
+	if room.LatestEventID != "" {
+		proto.PrevEvents = []string{room.LatestEventID}
+	} else {
+		proto.PrevEvents = []string{}
+	}
+	proto.Depth = room.Depth + 1
+	if verImpl.DomainlessRoomIDs() && req.Type == spec.MRoomCreate && req.StateKey != nil && *req.StateKey == "" {
+		proto.RoomID = ""
+	}
+	pdu, err := verImpl.NewEventBuilderFromProtoEvent(&proto).Build(e.now(), e.serverName, e.keyID, e.key)
+	if err != nil {
+		return nil, httpapi.BadJSON("cannot build event: %v", err)
+	}
+	if len(pdu.JSON()) > MaxEventBytes {
+		return nil, httpapi.TooLarge("event exceeds %d bytes", MaxEventBytes)
+	}
+	if req.Type == spec.MRoomCreate {
+		if room.LatestEventID != "" {
+			return nil, httpapi.Forbidden("the room already has a create event")
+		}
+		if room.RoomID == "" {
+			room.RoomID = pdu.RoomID().String()
+		}
+		if err := tx.CreateRoom(ctx, *room); err != nil {
+			return nil, err
+		}
+		if err := authEvents.AddEvent(pdu); err != nil {
+			return nil, err
+		}
+	}
+	if err := gmsl.Allowed(pdu, authEvents, userIDForSender); err != nil {
+		return nil, httpapi.Forbidden("%s", authMessage(err))
+	}
+	ev := storage.NewEvent{Event: storage.Event{
+		EventID:        pdu.EventID(),
+		RoomID:         pdu.RoomID().String(),
+		Type:           req.Type,
+		StateKey:       req.StateKey,
+		Sender:         req.Sender,
+		OriginServerTS: int64(pdu.OriginServerTS()),
+		Depth:          pdu.Depth(),
+		JSON:           pdu.JSON(),
+		TxnDevice:      req.TxnDevice,
+		TxnID:          req.TxnID,
+	}}
+	if req.StateKey != nil && prevState != nil {
+		var prev struct {
+			Content json.RawMessage `json:"content"`
+		}
+		_ = json.Unmarshal(prevState.JSON, &prev)
+		uns, _ := json.Marshal(map[string]any{"prev_content": prev.Content, "replaces_state": prevState.EventID, "prev_sender": prevState.Sender})
+		ev.Unsigned = uns
+	}
+	if req.Type == spec.MRoomMember {
+		ev.Membership, _ = pdu.Membership()
+	}
+	ev.RelType, ev.RelatesTo = relation(req.Content)
+	if req.Type == spec.MRoomRedaction {
+		if err := e.checkRedaction(ctx, tx, room, verImpl, pdu, authEvents); err != nil {
+			return nil, err
+		}
+	}
+	pos, err := tx.AppendEvent(ctx, room, ev)
+	if err != nil {
+		return nil, err
+	}
+	ev.StreamPos = pos
+	if req.Type == spec.MRoomRedaction {
+		if err := e.applyRedaction(ctx, tx, verImpl, pdu); err != nil {
+			return nil, err
+		}
+	}
+	return &ev.Event, nil
+}
+
+func authMessage(err error) string {
+	var na *gmsl.NotAllowed
+	if errors.As(err, &na) {
+		return na.Message
+	}
+	return err.Error()
+}
+
+// relation extracts m.relates_to's rel_type and event_id from content.
+func relation(content json.RawMessage) (relType, eventID string) {
+	var c struct {
+		RelatesTo *struct {
+			RelType string `json:"rel_type"`
+			EventID string `json:"event_id"`
+		} `json:"m.relates_to"`
+	}
+	if json.Unmarshal(content, &c) != nil || c.RelatesTo == nil {
+		return "", ""
+	}
+	return c.RelatesTo.RelType, c.RelatesTo.EventID
+}
+
+func redactsOf(pdu gmsl.PDU) string {
+	if r := pdu.Redacts(); r != "" {
+		return r
+	}
+	var c struct {
+		Redacts string `json:"redacts"`
+	}
+	_ = json.Unmarshal(pdu.Content(), &c)
+	return c.Redacts
+}
+
+// checkRedaction refuses redactions the sender is not allowed to apply:
+// redacting another user's event needs the power level "redact".
+func (e *Engine) checkRedaction(ctx context.Context, tx *storage.Tx, room *storage.Room, verImpl gmsl.IRoomVersion, pdu gmsl.PDU, auth *gmsl.AuthEvents) error {
+	target := redactsOf(pdu)
+	if target == "" {
+		return httpapi.BadJSON("redaction without redacts")
+	}
+	tev, err := tx.GetEvent(ctx, target)
+	if errors.Is(err, storage.ErrNotFound) || (err == nil && tev.RoomID != room.RoomID) {
+		return httpapi.NotFound("event to redact not found")
+	}
+	if err != nil {
+		return err
+	}
+	if tev.Sender == string(pdu.SenderID()) {
+		return nil
+	}
+	plEv, _ := auth.PowerLevels()
+	createEv, _ := auth.Create()
+	pl, err := gmsl.NewPowerLevelContentFromEvent(plEv)
+	if plEv == nil || err != nil {
+		pl = gmsl.PowerLevelContent{}
+		if createEv != nil {
+			pl.Defaults()
+		}
+	}
+	if userLevel(verImpl, createEv, pl, string(pdu.SenderID())) >= pl.Redact {
+		return nil
+	}
+	return httpapi.Forbidden("you may not redact other users' events")
+}
+
+// userLevel returns a user's power level, treating v12 creators as above all.
+func userLevel(verImpl gmsl.IRoomVersion, createEv gmsl.PDU, pl gmsl.PowerLevelContent, userID string) int64 {
+	if verImpl.PrivilegedCreators() && createEv != nil {
+		if string(createEv.SenderID()) == userID {
+			return 1 << 53
+		}
+		var c struct {
+			Additional []string `json:"additional_creators"`
+		}
+		_ = json.Unmarshal(createEv.Content(), &c)
+		for _, u := range c.Additional {
+			if u == userID {
+				return 1 << 53
+			}
+		}
+	}
+	return pl.UserLevel(spec.SenderID(userID))
+}
+
+func (e *Engine) applyRedaction(ctx context.Context, tx *storage.Tx, verImpl gmsl.IRoomVersion, pdu gmsl.PDU) error {
+	target := redactsOf(pdu)
+	tev, err := tx.GetEvent(ctx, target)
+	if err != nil {
+		return err
+	}
+	redacted, err := verImpl.RedactEventJSON(tev.JSON)
+	if err != nil {
+		return fmt.Errorf("redact %s: %w", target, err)
+	}
+	return tx.RedactEvent(ctx, target, redacted, pdu.EventID())
+}

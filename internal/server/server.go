@@ -1,0 +1,156 @@
+// Package server assembles a Rempart homeserver from its configuration:
+// storage, the room engine, sync, the HTTP routers and listeners, and
+// graceful shutdown.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/rempart-hs/rempart/internal/auth"
+	"github.com/rempart-hs/rempart/internal/clientapi"
+	"github.com/rempart-hs/rempart/internal/config"
+	"github.com/rempart-hs/rempart/internal/guard"
+	"github.com/rempart-hs/rempart/internal/httpapi"
+	"github.com/rempart-hs/rempart/internal/notifier"
+	"github.com/rempart-hs/rempart/internal/policy"
+	"github.com/rempart-hs/rempart/internal/rooms"
+	"github.com/rempart-hs/rempart/internal/signing"
+	"github.com/rempart-hs/rempart/internal/storage"
+	"github.com/rempart-hs/rempart/internal/syncapi"
+	"github.com/rempart-hs/rempart/internal/typing"
+)
+
+// Server is a running homeserver.
+type Server struct {
+	Config   config.Config
+	DB       *storage.DB
+	Auth     *auth.Service
+	Rooms    *rooms.Engine
+	Sync     *syncapi.Service
+	Notifier *notifier.Notifier
+	Typing   *typing.Tracker
+
+	client *http.Server
+	admin  *http.Server
+	// ClientAddr and AdminAddr are the bound listener addresses.
+	ClientAddr string
+	AdminAddr  string
+}
+
+// New opens the database, loads the signing key and wires every component.
+func New(ctx context.Context, cfg config.Config) (*Server, error) {
+	db, err := storage.Open(ctx, cfg.DatabaseURL())
+	if err != nil {
+		return nil, err
+	}
+	key, err := signing.LoadOrCreate(cfg.KeyPath())
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s := &Server{Config: cfg, DB: db}
+	s.Notifier = notifier.New(db)
+	s.Typing = typing.New(s.Notifier)
+	s.Auth = auth.New(db, cfg.ServerName, cfg.Limits.PasswordHashConcurrency)
+	pol := policy.New(db, &s.Config)
+	s.Rooms = rooms.NewEngine(db, rooms.Config{ServerName: cfg.ServerName, KeyID: key.ID, Key: key.Priv, DefaultVersion: cfg.Rooms.DefaultVersion}, s.Notifier, pol)
+	s.Sync = syncapi.New(db, s.Rooms, s.Notifier, s.Typing)
+
+	rt := httpapi.NewRouter(s.Auth)
+	rt.AddHook(guard.NewRateLimiter(cfg.RateLimits))
+	api := &clientapi.API{Config: &s.Config, DB: db, Auth: s.Auth, Rooms: s.Rooms, Sync: s.Sync, Typing: s.Typing, Notifier: s.Notifier}
+	api.Register(rt)
+	s.client = &http.Server{
+		Handler:           httpapi.Middleware(rt, httpapi.Limits{MaxBodyBytes: cfg.Limits.MaxRequestBytes}),
+		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       cfg.Limits.ReadTimeout,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn),
+	}
+	if cfg.AdminListen != "" {
+		s.admin = &http.Server{
+			Handler:           adminHandler(db),
+			MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       cfg.Limits.ReadTimeout,
+		}
+	}
+	return s, nil
+}
+
+// adminHandler serves the admin listener. The admin API proper comes with
+// its own issue; for now it answers health checks only.
+func adminHandler(db *storage.DB) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := db.MaxStreamPos(r.Context()); err != nil {
+			httpapi.WriteError(w, r, err)
+			return
+		}
+		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		httpapi.WriteError(w, r, httpapi.Unrecognized("unrecognized request"))
+	})
+	return mux
+}
+
+// Serve listens on the configured addresses and serves until ctx is
+// cancelled, then shuts down gracefully: it stops accepting, releases
+// long-polling syncs, waits for in-flight requests (up to 20 s) and closes
+// the database. ready, if not nil, is called once the listeners are bound.
+func (s *Server) Serve(ctx context.Context, ready func()) error {
+	cl, err := net.Listen("tcp", s.Config.Listen)
+	if err != nil {
+		s.DB.Close()
+		return fmt.Errorf("listen %s: %w", s.Config.Listen, err)
+	}
+	s.ClientAddr = cl.Addr().String()
+	var al net.Listener
+	if s.admin != nil {
+		if al, err = net.Listen("tcp", s.Config.AdminListen); err != nil {
+			cl.Close()
+			s.DB.Close()
+			return fmt.Errorf("listen %s: %w", s.Config.AdminListen, err)
+		}
+		s.AdminAddr = al.Addr().String()
+	}
+	errs := make(chan error, 2)
+	go func() { errs <- s.client.Serve(cl) }()
+	if al != nil {
+		go func() { errs <- s.admin.Serve(al) }()
+	}
+	slog.Info("rempart serving", "server_name", s.Config.ServerName, "client", s.ClientAddr, "admin", s.AdminAddr)
+	if ready != nil {
+		ready()
+	}
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errs:
+	}
+	slog.Info("shutting down")
+	s.Notifier.Shutdown()
+	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := s.client.Shutdown(sctx); err != nil {
+		slog.Warn("client listener shutdown", "err", err)
+	}
+	if s.admin != nil {
+		_ = s.admin.Shutdown(sctx)
+	}
+	if err := s.DB.Close(); err != nil {
+		slog.Warn("close database", "err", err)
+	}
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
+	}
+	return nil
+}

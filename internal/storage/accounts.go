@@ -1,0 +1,350 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+)
+
+// ErrUserExists is returned by CreateUser when the localpart is taken.
+var ErrUserExists = errors.New("user already exists")
+
+// User is an account row.
+type User struct {
+	UserID       string
+	Localpart    string
+	PasswordHash string
+	IsAdmin      bool
+	IsGuest      bool
+	Deactivated  bool
+	CreatedTS    int64
+	DisplayName  string
+	AvatarURL    string
+}
+
+// Device is a device (a login session) of a user.
+type Device struct {
+	UserID      string
+	DeviceID    string
+	DisplayName string
+	CreatedTS   int64
+	LastSeenTS  int64
+	LastSeenIP  string
+}
+
+func isUniqueViolation(err error) bool {
+	if err == nil {
+		return false
+	}
+	s := err.Error()
+	return strings.Contains(s, "UNIQUE constraint failed") || strings.Contains(s, "duplicate key value") || strings.Contains(s, "SQLSTATE 23505")
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// CreateUser inserts a new account.
+func (tx *Tx) CreateUser(ctx context.Context, u User) error {
+	_, err := tx.exec(ctx, `INSERT INTO users (user_id, localpart, password_hash, is_admin, is_guest, created_ts, displayname) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		u.UserID, u.Localpart, u.PasswordHash, b2i(u.IsAdmin), b2i(u.IsGuest), u.CreatedTS, nullString(u.DisplayName))
+	if isUniqueViolation(err) {
+		return ErrUserExists
+	}
+	return err
+}
+
+func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
+
+const userColumns = `user_id, localpart, password_hash, is_admin, is_guest, deactivated, created_ts, displayname, avatar_url`
+
+func scanUser(row interface{ Scan(...any) error }) (User, error) {
+	var u User
+	var admin, guest, deact int
+	var dn, av sql.NullString
+	err := row.Scan(&u.UserID, &u.Localpart, &u.PasswordHash, &admin, &guest, &deact, &u.CreatedTS, &dn, &av)
+	u.IsAdmin, u.IsGuest, u.Deactivated = admin != 0, guest != 0, deact != 0
+	u.DisplayName, u.AvatarURL = dn.String, av.String
+	return u, notFound(err)
+}
+
+// GetUser loads an account by full user ID.
+func (db *DB) GetUser(ctx context.Context, userID string) (User, error) {
+	return scanUser(db.queryRow(ctx, `SELECT `+userColumns+` FROM users WHERE user_id = ?`, userID))
+}
+
+// GetUserByLocalpart loads an account by localpart, case-insensitively
+// folded by the caller.
+func (db *DB) GetUserByLocalpart(ctx context.Context, localpart string) (User, error) {
+	return scanUser(db.queryRow(ctx, `SELECT `+userColumns+` FROM users WHERE localpart = ?`, localpart))
+}
+
+// UserExists reports whether an account with this localpart exists.
+func (db *DB) UserExists(ctx context.Context, localpart string) (bool, error) {
+	var n int
+	err := db.queryRow(ctx, `SELECT COUNT(*) FROM users WHERE localpart = ?`, localpart).Scan(&n)
+	return n > 0, err
+}
+
+// SetPasswordHash replaces a user's password hash.
+func (tx *Tx) SetPasswordHash(ctx context.Context, userID, hash string) error {
+	_, err := tx.exec(ctx, `UPDATE users SET password_hash = ? WHERE user_id = ?`, hash, userID)
+	return err
+}
+
+// SetAdmin grants or removes server admin rights.
+func (tx *Tx) SetAdmin(ctx context.Context, userID string, admin bool) error {
+	_, err := tx.exec(ctx, `UPDATE users SET is_admin = ? WHERE user_id = ?`, b2i(admin), userID)
+	return err
+}
+
+// DeactivateUser marks the account deactivated, clears its password and
+// profile, and deletes its devices and tokens.
+func (tx *Tx) DeactivateUser(ctx context.Context, userID string) error {
+	if _, err := tx.exec(ctx, `UPDATE users SET deactivated = 1, password_hash = '', displayname = NULL, avatar_url = NULL WHERE user_id = ?`, userID); err != nil {
+		return err
+	}
+	if _, err := tx.exec(ctx, `DELETE FROM access_tokens WHERE user_id = ?`, userID); err != nil {
+		return err
+	}
+	_, err := tx.exec(ctx, `DELETE FROM devices WHERE user_id = ?`, userID)
+	return err
+}
+
+// SetProfile updates display name and avatar URL; nil leaves a field as is.
+func (tx *Tx) SetProfile(ctx context.Context, userID string, displayName, avatarURL *string) error {
+	if displayName != nil {
+		if _, err := tx.exec(ctx, `UPDATE users SET displayname = ? WHERE user_id = ?`, nullString(*displayName), userID); err != nil {
+			return err
+		}
+	}
+	if avatarURL != nil {
+		if _, err := tx.exec(ctx, `UPDATE users SET avatar_url = ? WHERE user_id = ?`, nullString(*avatarURL), userID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// UpsertDevice creates a device or, if it exists, updates its display name
+// when one is given.
+func (tx *Tx) UpsertDevice(ctx context.Context, d Device) error {
+	_, err := tx.exec(ctx, `INSERT INTO devices (user_id, device_id, display_name, created_ts) VALUES (?, ?, ?, ?)
+		ON CONFLICT (user_id, device_id) DO UPDATE SET display_name = COALESCE(excluded.display_name, devices.display_name)`,
+		d.UserID, d.DeviceID, nullString(d.DisplayName), d.CreatedTS)
+	return err
+}
+
+// SetDeviceDisplayName renames a device.
+func (tx *Tx) SetDeviceDisplayName(ctx context.Context, userID, deviceID, name string) error {
+	res, err := tx.exec(ctx, `UPDATE devices SET display_name = ? WHERE user_id = ? AND device_id = ?`, nullString(name), userID, deviceID)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// DeleteDevice removes a device and every token issued to it.
+func (tx *Tx) DeleteDevice(ctx context.Context, userID, deviceID string) error {
+	if _, err := tx.exec(ctx, `DELETE FROM access_tokens WHERE user_id = ? AND device_id = ?`, userID, deviceID); err != nil {
+		return err
+	}
+	_, err := tx.exec(ctx, `DELETE FROM devices WHERE user_id = ? AND device_id = ?`, userID, deviceID)
+	return err
+}
+
+func scanDevice(row interface{ Scan(...any) error }) (Device, error) {
+	var d Device
+	var dn, ip sql.NullString
+	var seen sql.NullInt64
+	err := row.Scan(&d.UserID, &d.DeviceID, &dn, &d.CreatedTS, &seen, &ip)
+	d.DisplayName, d.LastSeenTS, d.LastSeenIP = dn.String, seen.Int64, ip.String
+	return d, notFound(err)
+}
+
+const deviceColumns = `user_id, device_id, display_name, created_ts, last_seen_ts, last_seen_ip`
+
+// GetDevice loads one device.
+func (db *DB) GetDevice(ctx context.Context, userID, deviceID string) (Device, error) {
+	return scanDevice(db.queryRow(ctx, `SELECT `+deviceColumns+` FROM devices WHERE user_id = ? AND device_id = ?`, userID, deviceID))
+}
+
+// ListDevices returns a user's devices ordered by device ID.
+func (db *DB) ListDevices(ctx context.Context, userID string) ([]Device, error) {
+	rows, err := db.query(ctx, `SELECT `+deviceColumns+` FROM devices WHERE user_id = ? ORDER BY device_id`, userID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Device
+	for rows.Next() {
+		d, err := scanDevice(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// TouchDevice records when and from where a device was last seen.
+func (db *DB) TouchDevice(ctx context.Context, userID, deviceID, ip string, ts int64) error {
+	_, err := db.exec(ctx, `UPDATE devices SET last_seen_ts = ?, last_seen_ip = ? WHERE user_id = ? AND device_id = ?`, ts, ip, userID, deviceID)
+	return err
+}
+
+// AccessToken is what an access token hash resolves to.
+type AccessToken struct {
+	UserID    string
+	DeviceID  string
+	CreatedTS int64
+	ExpiresTS int64 // 0: no expiry
+}
+
+// InsertAccessToken stores the hash of a new access token.
+func (tx *Tx) InsertAccessToken(ctx context.Context, hash string, t AccessToken) error {
+	var exp sql.NullInt64
+	if t.ExpiresTS > 0 {
+		exp = sql.NullInt64{Int64: t.ExpiresTS, Valid: true}
+	}
+	_, err := tx.exec(ctx, `INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts, expires_ts) VALUES (?, ?, ?, ?, ?)`,
+		hash, t.UserID, t.DeviceID, t.CreatedTS, exp)
+	return err
+}
+
+// LookupAccessToken resolves a token hash.
+func (db *DB) LookupAccessToken(ctx context.Context, hash string) (AccessToken, error) {
+	var t AccessToken
+	var exp sql.NullInt64
+	err := db.queryRow(ctx, `SELECT user_id, device_id, created_ts, expires_ts FROM access_tokens WHERE token_hash = ?`, hash).
+		Scan(&t.UserID, &t.DeviceID, &t.CreatedTS, &exp)
+	t.ExpiresTS = exp.Int64
+	return t, notFound(err)
+}
+
+// DeleteAccessToken revokes one token.
+func (tx *Tx) DeleteAccessToken(ctx context.Context, hash string) error {
+	_, err := tx.exec(ctx, `DELETE FROM access_tokens WHERE token_hash = ?`, hash)
+	return err
+}
+
+// DeleteUserTokensExcept revokes every token of a user except keepDeviceID's
+// (pass "" to revoke all) and deletes the corresponding devices.
+func (tx *Tx) DeleteDevicesExcept(ctx context.Context, userID, keepDeviceID string) ([]string, error) {
+	rows, err := tx.query(ctx, `SELECT device_id FROM devices WHERE user_id = ? AND device_id <> ?`, userID, keepDeviceID)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	for _, id := range ids {
+		if err := tx.DeleteDevice(ctx, userID, id); err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
+}
+
+// CreateUIASession stores a new user-interactive authentication session.
+func (tx *Tx) CreateUIASession(ctx context.Context, sid, userID string, ts int64) error {
+	_, err := tx.exec(ctx, `INSERT INTO uia_sessions (session_id, user_id, created_ts) VALUES (?, ?, ?)`, sid, userID, ts)
+	return err
+}
+
+// GetUIASession returns the owner and creation time of a UIA session.
+func (db *DB) GetUIASession(ctx context.Context, sid string) (userID string, created int64, err error) {
+	err = db.queryRow(ctx, `SELECT user_id, created_ts FROM uia_sessions WHERE session_id = ?`, sid).Scan(&userID, &created)
+	return userID, created, notFound(err)
+}
+
+// DeleteUIASession removes a completed session.
+func (tx *Tx) DeleteUIASession(ctx context.Context, sid string) error {
+	_, err := tx.exec(ctx, `DELETE FROM uia_sessions WHERE session_id = ?`, sid)
+	return err
+}
+
+// DeleteDeviceTokens revokes every access token of one device.
+func (tx *Tx) DeleteDeviceTokens(ctx context.Context, userID, deviceID string) error {
+	_, err := tx.exec(ctx, `DELETE FROM access_tokens WHERE user_id = ? AND device_id = ?`, userID, deviceID)
+	return err
+}
+
+// RegistrationToken is a token allowing registration in token mode.
+type RegistrationToken struct {
+	Token       string
+	UsesAllowed *int
+	Pending     int
+	Completed   int
+	ExpiryTS    int64 // 0: never
+}
+
+// CreateRegistrationToken stores a new registration token.
+func (tx *Tx) CreateRegistrationToken(ctx context.Context, t RegistrationToken) error {
+	var exp sql.NullInt64
+	if t.ExpiryTS > 0 {
+		exp = sql.NullInt64{Int64: t.ExpiryTS, Valid: true}
+	}
+	_, err := tx.exec(ctx, `INSERT INTO registration_tokens (token, uses_allowed, expiry_ts) VALUES (?, ?, ?)`, t.Token, t.UsesAllowed, exp)
+	return err
+}
+
+// GetRegistrationToken loads a registration token.
+func (db *DB) GetRegistrationToken(ctx context.Context, token string) (RegistrationToken, error) {
+	var t RegistrationToken
+	var uses, exp sql.NullInt64
+	err := db.queryRow(ctx, `SELECT token, uses_allowed, pending, completed, expiry_ts FROM registration_tokens WHERE token = ?`, token).
+		Scan(&t.Token, &uses, &t.Pending, &t.Completed, &exp)
+	if uses.Valid {
+		n := int(uses.Int64)
+		t.UsesAllowed = &n
+	}
+	t.ExpiryTS = exp.Int64
+	return t, notFound(err)
+}
+
+// UseRegistrationToken consumes one use of a token if it is still valid at
+// now, reporting whether it was.
+func (tx *Tx) UseRegistrationToken(ctx context.Context, token string, now int64) (bool, error) {
+	res, err := tx.exec(ctx, `UPDATE registration_tokens SET completed = completed + 1
+		WHERE token = ? AND (uses_allowed IS NULL OR completed < uses_allowed) AND (expiry_ts IS NULL OR expiry_ts > ?)`, token, now)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// PutNonce stores a shared-secret registration nonce.
+func (tx *Tx) PutNonce(ctx context.Context, nonce string, ts int64) error {
+	_, err := tx.exec(ctx, `INSERT INTO registration_nonces (nonce, created_ts) VALUES (?, ?)`, nonce, ts)
+	return err
+}
+
+// TakeNonce consumes a nonce created after notBefore, reporting whether it
+// existed.
+func (tx *Tx) TakeNonce(ctx context.Context, nonce string, notBefore int64) (bool, error) {
+	if _, err := tx.exec(ctx, `DELETE FROM registration_nonces WHERE created_ts < ?`, notBefore); err != nil {
+		return false, err
+	}
+	res, err := tx.exec(ctx, `DELETE FROM registration_nonces WHERE nonce = ?`, nonce)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}

@@ -1,0 +1,627 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+)
+
+// Room is a row of the rooms table.
+type Room struct {
+	RoomID        string
+	RoomVersion   string
+	Creator       string
+	CreatedTS     int64
+	Visibility    string
+	LatestEventID string
+	Depth         int64
+	StateGroup    int64
+}
+
+// Event is a stored room event. JSON is the full federation-format event
+// (signed, hashed); Unsigned holds server-added unsigned fields such as
+// prev_content.
+type Event struct {
+	StreamPos        int64
+	EventID          string
+	RoomID           string
+	Type             string
+	StateKey         *string
+	Sender           string
+	OriginServerTS   int64
+	Depth            int64
+	JSON             []byte
+	Unsigned         []byte
+	StateGroupBefore int64
+	StateGroupAfter  int64
+	RedactedBy       string
+	RelType          string
+	RelatesTo        string
+	TxnDevice        string
+	TxnID            string
+}
+
+// StateKeyTuple identifies one piece of room state.
+type StateKeyTuple struct {
+	Type     string
+	StateKey string
+}
+
+// ErrRoomExists is returned by CreateRoom when the ID is taken.
+var ErrRoomExists = fmt.Errorf("room already exists")
+
+// CreateRoom inserts the room row; its events are appended afterwards.
+func (tx *Tx) CreateRoom(ctx context.Context, r Room) error {
+	_, err := tx.exec(ctx, `INSERT INTO rooms (room_id, room_version, creator, created_ts, visibility) VALUES (?, ?, ?, ?, ?)`,
+		r.RoomID, r.RoomVersion, r.Creator, r.CreatedTS, r.Visibility)
+	if isUniqueViolation(err) {
+		return ErrRoomExists
+	}
+	return err
+}
+
+const roomColumns = `room_id, room_version, creator, created_ts, visibility, latest_event_id, depth, state_group`
+
+func scanRoom(row interface{ Scan(...any) error }) (Room, error) {
+	var r Room
+	err := row.Scan(&r.RoomID, &r.RoomVersion, &r.Creator, &r.CreatedTS, &r.Visibility, &r.LatestEventID, &r.Depth, &r.StateGroup)
+	return r, notFound(err)
+}
+
+// LockRoom loads a room for update: on PostgreSQL the row stays locked until
+// the transaction ends, so appends to one room are serialised across
+// processes (SQLite has a single writer anyway).
+func (tx *Tx) LockRoom(ctx context.Context, roomID string) (Room, error) {
+	q := `SELECT ` + roomColumns + ` FROM rooms WHERE room_id = ?`
+	if tx.db.dialect == Postgres {
+		q += ` FOR UPDATE`
+	}
+	return scanRoom(tx.queryRow(ctx, q, roomID))
+}
+
+// GetRoom loads a room row.
+func (db *DB) GetRoom(ctx context.Context, roomID string) (Room, error) {
+	return scanRoom(db.queryRow(ctx, `SELECT `+roomColumns+` FROM rooms WHERE room_id = ?`, roomID))
+}
+
+// SetRoomVisibility sets the room's published visibility in the directory.
+func (tx *Tx) SetRoomVisibility(ctx context.Context, roomID, visibility string) error {
+	_, err := tx.exec(ctx, `UPDATE rooms SET visibility = ? WHERE room_id = ?`, visibility, roomID)
+	return err
+}
+
+// PublicRooms lists room IDs published in the directory, in creation order.
+func (db *DB) PublicRooms(ctx context.Context) ([]string, error) {
+	return db.strings(ctx, `SELECT room_id FROM rooms WHERE visibility = 'public' ORDER BY created_ts, room_id`)
+}
+
+func (db *DB) strings(ctx context.Context, q string, args ...any) ([]string, error) {
+	rows, err := db.query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// CurrentStateEventsTx returns the current state events of a room for the
+// given keys (all state when keys is nil), read inside the transaction.
+func (tx *Tx) CurrentStateEvents(ctx context.Context, roomID string, keys []StateKeyTuple) ([]Event, error) {
+	return currentState(ctx, tx.query, roomID, keys)
+}
+
+// CurrentState returns the current state events of a room for the given
+// keys, or all of it when keys is nil.
+func (db *DB) CurrentState(ctx context.Context, roomID string, keys []StateKeyTuple) ([]Event, error) {
+	return currentState(ctx, db.query, roomID, keys)
+}
+
+// CurrentStateOfType returns the current state events of one type.
+func (db *DB) CurrentStateOfType(ctx context.Context, roomID, evType string) ([]Event, error) {
+	rows, err := db.query(ctx, `SELECT `+eventColumnsE+` FROM current_state c JOIN events e ON e.event_id = c.event_id WHERE c.room_id = ? AND c.type = ?`, roomID, evType)
+	if err != nil {
+		return nil, err
+	}
+	return scanEvents(rows)
+}
+
+type queryFunc func(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+
+func currentState(ctx context.Context, query queryFunc, roomID string, keys []StateKeyTuple) ([]Event, error) {
+	q := `SELECT ` + eventColumnsE + ` FROM current_state c JOIN events e ON e.event_id = c.event_id WHERE c.room_id = ?`
+	args := []any{roomID}
+	if keys != nil {
+		if len(keys) == 0 {
+			return nil, nil
+		}
+		var conds []string
+		for _, k := range keys {
+			conds = append(conds, `(c.type = ? AND c.state_key = ?)`)
+			args = append(args, k.Type, k.StateKey)
+		}
+		q += ` AND (` + strings.Join(conds, " OR ") + `)`
+	}
+	rows, err := query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return scanEvents(rows)
+}
+
+const eventColumns = `stream_pos, event_id, room_id, type, state_key, sender, origin_server_ts, depth, json, unsigned, state_group_before, state_group_after, redacted_by, rel_type, relates_to, txn_device, txn_id`
+
+var eventColumnsE = "e." + strings.ReplaceAll(eventColumns, ", ", ", e.")
+
+func scanEvent(row interface{ Scan(...any) error }) (Event, error) {
+	var e Event
+	var sk, red, rt, rel, td, ti sql.NullString
+	var js, uns string
+	err := row.Scan(&e.StreamPos, &e.EventID, &e.RoomID, &e.Type, &sk, &e.Sender, &e.OriginServerTS, &e.Depth, &js, &uns,
+		&e.StateGroupBefore, &e.StateGroupAfter, &red, &rt, &rel, &td, &ti)
+	if err != nil {
+		return e, notFound(err)
+	}
+	if sk.Valid {
+		s := sk.String
+		e.StateKey = &s
+	}
+	e.JSON, e.Unsigned = []byte(js), []byte(uns)
+	e.RedactedBy, e.RelType, e.RelatesTo, e.TxnDevice, e.TxnID = red.String, rt.String, rel.String, td.String, ti.String
+	return e, nil
+}
+
+func scanEvents(rows *sql.Rows) ([]Event, error) {
+	defer rows.Close()
+	var out []Event
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// GetEvent loads one event by ID.
+func (db *DB) GetEvent(ctx context.Context, eventID string) (Event, error) {
+	return scanEvent(db.queryRow(ctx, `SELECT `+eventColumns+` FROM events WHERE event_id = ?`, eventID))
+}
+
+// GetEventTx loads one event by ID inside a transaction.
+func (tx *Tx) GetEvent(ctx context.Context, eventID string) (Event, error) {
+	return scanEvent(tx.queryRow(ctx, `SELECT `+eventColumns+` FROM events WHERE event_id = ?`, eventID))
+}
+
+// GetEvents loads events by ID, in stream order; missing IDs are skipped.
+func (db *DB) GetEvents(ctx context.Context, eventIDs []string) ([]Event, error) {
+	if len(eventIDs) == 0 {
+		return nil, nil
+	}
+	var out []Event
+	for start := 0; start < len(eventIDs); start += 500 {
+		end := min(start+500, len(eventIDs))
+		args := make([]any, 0, end-start)
+		for _, id := range eventIDs[start:end] {
+			args = append(args, id)
+		}
+		rows, err := db.query(ctx, `SELECT `+eventColumns+` FROM events WHERE event_id IN (`+placeholders(len(args))+`) ORDER BY stream_pos`, args...)
+		if err != nil {
+			return nil, err
+		}
+		evs, err := scanEvents(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, evs...)
+	}
+	return out, nil
+}
+
+// RoomEvents returns up to limit events of a room with from < stream_pos <= to.
+// backwards selects the newest first (for /messages dir=b and sync
+// timelines); otherwise oldest first.
+func (db *DB) RoomEvents(ctx context.Context, roomID string, from, to int64, limit int, backwards bool) ([]Event, error) {
+	order := "ASC"
+	if backwards {
+		order = "DESC"
+	}
+	rows, err := db.query(ctx, `SELECT `+eventColumns+` FROM events WHERE room_id = ? AND stream_pos > ? AND stream_pos <= ? ORDER BY stream_pos `+order+` LIMIT ?`,
+		roomID, from, to, limit)
+	if err != nil {
+		return nil, err
+	}
+	return scanEvents(rows)
+}
+
+// StateEventsBetween returns the state events of a room with
+// from < stream_pos <= to, oldest first.
+func (db *DB) StateEventsBetween(ctx context.Context, roomID string, from, to int64) ([]Event, error) {
+	rows, err := db.query(ctx, `SELECT `+eventColumns+` FROM events WHERE room_id = ? AND stream_pos > ? AND stream_pos <= ? AND state_key IS NOT NULL ORDER BY stream_pos`,
+		roomID, from, to)
+	if err != nil {
+		return nil, err
+	}
+	return scanEvents(rows)
+}
+
+// LastEventBefore returns the last event of a room with stream_pos <= pos.
+func (db *DB) LastEventBefore(ctx context.Context, roomID string, pos int64) (Event, error) {
+	return scanEvent(db.queryRow(ctx, `SELECT `+eventColumns+` FROM events WHERE room_id = ? AND stream_pos <= ? ORDER BY stream_pos DESC LIMIT 1`, roomID, pos))
+}
+
+// MaxStreamPos returns the highest event stream position (0 if none).
+func (db *DB) MaxStreamPos(ctx context.Context) (int64, error) {
+	var p sql.NullInt64
+	err := db.queryRow(ctx, `SELECT MAX(stream_pos) FROM events`).Scan(&p)
+	return p.Int64, err
+}
+
+// Relations returns events relating to eventID, newest first, with stream
+// positions below before (0 for no bound).
+func (db *DB) Relations(ctx context.Context, roomID, eventID, relType, evType string, from, to int64, limit int, backwards bool) ([]Event, error) {
+	q := `SELECT ` + eventColumns + ` FROM events WHERE relates_to = ? AND room_id = ? AND stream_pos > ? AND stream_pos <= ?`
+	args := []any{eventID, roomID, from, to}
+	if relType != "" {
+		q += ` AND rel_type = ?`
+		args = append(args, relType)
+	}
+	if evType != "" {
+		q += ` AND type = ?`
+		args = append(args, evType)
+	}
+	if backwards {
+		q += ` ORDER BY stream_pos DESC LIMIT ?`
+	} else {
+		q += ` ORDER BY stream_pos ASC LIMIT ?`
+	}
+	args = append(args, limit)
+	rows, err := db.query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return scanEvents(rows)
+}
+
+// NewEvent is an event to append to a room by AppendEvent.
+type NewEvent struct {
+	Event
+	// PrevStateEventID is the state event this one replaces ("" if none).
+	PrevStateEventID string
+	// Membership is the content.membership of an m.room.member event.
+	Membership string
+}
+
+// AppendEvent stores ev as the room's newest event, advancing its state
+// group, current state and memberships when ev is a state event. The room
+// must have been locked with LockRoom in this transaction. It returns the
+// event's stream position.
+func (tx *Tx) AppendEvent(ctx context.Context, room *Room, ev NewEvent) (int64, error) {
+	ev.StateGroupBefore = room.StateGroup
+	ev.StateGroupAfter = room.StateGroup
+	if ev.StateKey != nil {
+		g, err := tx.newStateGroup(ctx, room, StateKeyTuple{ev.Type, *ev.StateKey}, ev.EventID)
+		if err != nil {
+			return 0, fmt.Errorf("state group: %w", err)
+		}
+		ev.StateGroupAfter = g
+	}
+	var sk sql.NullString
+	if ev.StateKey != nil {
+		sk = sql.NullString{String: *ev.StateKey, Valid: true}
+	}
+	unsigned := ev.Unsigned
+	if len(unsigned) == 0 {
+		unsigned = []byte("{}")
+	}
+	pos, err := tx.insertReturningID(ctx, "stream_pos", `INSERT INTO events (event_id, room_id, type, state_key, sender, origin_server_ts, depth, json, unsigned, state_group_before, state_group_after, rel_type, relates_to, txn_device, txn_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		ev.EventID, ev.RoomID, ev.Type, sk, ev.Sender, ev.OriginServerTS, ev.Depth, string(ev.JSON), string(unsigned),
+		ev.StateGroupBefore, ev.StateGroupAfter, nullString(ev.RelType), nullString(ev.RelatesTo), nullString(ev.TxnDevice), nullString(ev.TxnID))
+	if err != nil {
+		return 0, fmt.Errorf("insert event: %w", err)
+	}
+	if ev.StateKey != nil {
+		if _, err := tx.exec(ctx, `INSERT INTO current_state (room_id, type, state_key, event_id, stream_pos) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id, stream_pos = excluded.stream_pos`,
+			ev.RoomID, ev.Type, *ev.StateKey, ev.EventID, pos); err != nil {
+			return 0, fmt.Errorf("update current state: %w", err)
+		}
+		if ev.Type == "m.room.member" {
+			if _, err := tx.exec(ctx, `INSERT INTO memberships (room_id, user_id, membership, event_id, stream_pos, forgotten) VALUES (?, ?, ?, ?, ?, 0)
+				ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, event_id = excluded.event_id, stream_pos = excluded.stream_pos, forgotten = 0`,
+				ev.RoomID, *ev.StateKey, ev.Membership, ev.EventID, pos); err != nil {
+				return 0, fmt.Errorf("update membership: %w", err)
+			}
+		}
+	}
+	room.LatestEventID, room.Depth, room.StateGroup = ev.EventID, ev.Depth, ev.StateGroupAfter
+	if _, err := tx.exec(ctx, `UPDATE rooms SET latest_event_id = ?, depth = ?, state_group = ? WHERE room_id = ?`,
+		room.LatestEventID, room.Depth, room.StateGroup, room.RoomID); err != nil {
+		return 0, err
+	}
+	return pos, nil
+}
+
+// maxStateChain bounds how many deltas are chained before a full snapshot.
+const maxStateChain = 64
+
+func (tx *Tx) newStateGroup(ctx context.Context, room *Room, key StateKeyTuple, eventID string) (int64, error) {
+	var chain int
+	if room.StateGroup != 0 {
+		if err := tx.queryRow(ctx, `SELECT chain_len FROM state_groups WHERE group_id = ?`, room.StateGroup).Scan(&chain); err != nil {
+			return 0, err
+		}
+	}
+	if room.StateGroup != 0 && chain < maxStateChain {
+		g, err := tx.insertReturningID(ctx, "group_id", `INSERT INTO state_groups (room_id, prev_group, chain_len) VALUES (?, ?, ?)`, room.RoomID, room.StateGroup, chain+1)
+		if err != nil {
+			return 0, err
+		}
+		_, err = tx.exec(ctx, `INSERT INTO state_group_entries (group_id, type, state_key, event_id) VALUES (?, ?, ?, ?)`, g, key.Type, key.StateKey, eventID)
+		return g, err
+	}
+	// Full snapshot: the current state with this event applied.
+	g, err := tx.insertReturningID(ctx, "group_id", `INSERT INTO state_groups (room_id, prev_group, chain_len) VALUES (?, NULL, 0)`, room.RoomID)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := tx.exec(ctx, `INSERT INTO state_group_entries (group_id, type, state_key, event_id)
+		SELECT ?, type, state_key, event_id FROM current_state WHERE room_id = ? AND NOT (type = ? AND state_key = ?)`,
+		g, room.RoomID, key.Type, key.StateKey); err != nil {
+		return 0, err
+	}
+	_, err = tx.exec(ctx, `INSERT INTO state_group_entries (group_id, type, state_key, event_id) VALUES (?, ?, ?, ?)`, g, key.Type, key.StateKey, eventID)
+	return g, err
+}
+
+// StateGroupIDs resolves a state group to its full state: a map from state
+// key to event ID.
+func (db *DB) StateGroupIDs(ctx context.Context, group int64) (map[StateKeyTuple]string, error) {
+	out := map[StateKeyTuple]string{}
+	if group == 0 {
+		return out, nil
+	}
+	rows, err := db.query(ctx, `WITH RECURSIVE chain(gid, n) AS (
+			SELECT group_id, 0 FROM state_groups WHERE group_id = ?
+			UNION ALL
+			SELECT s.prev_group, c.n + 1 FROM state_groups s JOIN chain c ON s.group_id = c.gid WHERE s.prev_group IS NOT NULL
+		)
+		SELECT e.type, e.state_key, e.event_id, c.n FROM chain c JOIN state_group_entries e ON e.group_id = c.gid ORDER BY c.n DESC`, group)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k StateKeyTuple
+		var id string
+		var n int
+		if err := rows.Scan(&k.Type, &k.StateKey, &id, &n); err != nil {
+			return nil, err
+		}
+		out[k] = id // later (smaller n) rows override earlier ones
+	}
+	return out, rows.Err()
+}
+
+// RedactEvent replaces an event's JSON with its redacted form and records
+// the redaction that caused it.
+func (tx *Tx) RedactEvent(ctx context.Context, eventID string, redactedJSON []byte, redactedBy string) error {
+	_, err := tx.exec(ctx, `UPDATE events SET json = ?, redacted_by = ? WHERE event_id = ?`, string(redactedJSON), redactedBy, eventID)
+	return err
+}
+
+// Membership is a user's current membership in a room.
+type Membership struct {
+	RoomID     string
+	UserID     string
+	Membership string
+	EventID    string
+	StreamPos  int64
+	Forgotten  bool
+}
+
+func scanMemberships(rows *sql.Rows) ([]Membership, error) {
+	defer rows.Close()
+	var out []Membership
+	for rows.Next() {
+		var m Membership
+		var f int
+		if err := rows.Scan(&m.RoomID, &m.UserID, &m.Membership, &m.EventID, &m.StreamPos, &f); err != nil {
+			return nil, err
+		}
+		m.Forgotten = f != 0
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+const membershipColumns = `room_id, user_id, membership, event_id, stream_pos, forgotten`
+
+// UserMemberships returns the user's current memberships (all rooms, any
+// membership, forgotten ones excluded).
+func (db *DB) UserMemberships(ctx context.Context, userID string) ([]Membership, error) {
+	rows, err := db.query(ctx, `SELECT `+membershipColumns+` FROM memberships WHERE user_id = ? AND forgotten = 0`, userID)
+	if err != nil {
+		return nil, err
+	}
+	return scanMemberships(rows)
+}
+
+// GetMembership returns a user's current membership in a room.
+func (db *DB) GetMembership(ctx context.Context, roomID, userID string) (Membership, error) {
+	rows, err := db.query(ctx, `SELECT `+membershipColumns+` FROM memberships WHERE room_id = ? AND user_id = ?`, roomID, userID)
+	if err != nil {
+		return Membership{}, err
+	}
+	ms, err := scanMemberships(rows)
+	if err != nil {
+		return Membership{}, err
+	}
+	if len(ms) == 0 {
+		return Membership{}, ErrNotFound
+	}
+	return ms[0], nil
+}
+
+// RoomMembers returns the current memberships of a room, optionally
+// restricted to one membership value.
+func (db *DB) RoomMembers(ctx context.Context, roomID, membership string) ([]Membership, error) {
+	q := `SELECT ` + membershipColumns + ` FROM memberships WHERE room_id = ?`
+	args := []any{roomID}
+	if membership != "" {
+		q += ` AND membership = ?`
+		args = append(args, membership)
+	}
+	rows, err := db.query(ctx, q+` ORDER BY user_id`, args...)
+	if err != nil {
+		return nil, err
+	}
+	return scanMemberships(rows)
+}
+
+// JoinedMemberCount counts the joined members of a room.
+func (db *DB) JoinedMemberCount(ctx context.Context, roomID string) (int, error) {
+	var n int
+	err := db.queryRow(ctx, `SELECT COUNT(*) FROM memberships WHERE room_id = ? AND membership = 'join'`, roomID).Scan(&n)
+	return n, err
+}
+
+// SharesRoom reports whether two users are both joined to some room.
+func (db *DB) SharesRoom(ctx context.Context, a, b string) (bool, error) {
+	var n int
+	err := db.queryRow(ctx, `SELECT COUNT(*) FROM memberships m1 JOIN memberships m2 ON m1.room_id = m2.room_id
+		WHERE m1.user_id = ? AND m2.user_id = ? AND m1.membership = 'join' AND m2.membership = 'join'`, a, b).Scan(&n)
+	return n > 0, err
+}
+
+// ForgetRoom marks a left room as forgotten by the user.
+func (tx *Tx) ForgetRoom(ctx context.Context, roomID, userID string) error {
+	_, err := tx.exec(ctx, `UPDATE memberships SET forgotten = 1 WHERE room_id = ? AND user_id = ?`, roomID, userID)
+	return err
+}
+
+// MembershipChanges returns the user's own membership events with
+// from < stream_pos <= to, oldest first.
+func (db *DB) MembershipChanges(ctx context.Context, userID string, from, to int64) ([]Event, error) {
+	rows, err := db.query(ctx, `SELECT `+eventColumns+` FROM events WHERE type = 'm.room.member' AND state_key = ? AND stream_pos > ? AND stream_pos <= ? ORDER BY stream_pos`,
+		userID, from, to)
+	if err != nil {
+		return nil, err
+	}
+	return scanEvents(rows)
+}
+
+// RoomsWithEventsBetween returns which of roomIDs have events with
+// from < stream_pos <= to.
+func (db *DB) RoomsWithEventsBetween(ctx context.Context, roomIDs []string, from, to int64) (map[string]bool, error) {
+	out := map[string]bool{}
+	for start := 0; start < len(roomIDs); start += 500 {
+		end := min(start+500, len(roomIDs))
+		args := []any{from, to}
+		for _, id := range roomIDs[start:end] {
+			args = append(args, id)
+		}
+		rows, err := db.query(ctx, `SELECT DISTINCT room_id FROM events WHERE stream_pos > ? AND stream_pos <= ? AND room_id IN (`+placeholders(end-start)+`)`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out[id] = true
+		}
+		rows.Close()
+	}
+	return out, nil
+}
+
+// AddAlias maps an alias to a room.
+func (tx *Tx) AddAlias(ctx context.Context, alias, roomID, creator string, ts int64) error {
+	_, err := tx.exec(ctx, `INSERT INTO room_aliases (alias, room_id, creator, created_ts) VALUES (?, ?, ?, ?)`, alias, roomID, creator, ts)
+	if isUniqueViolation(err) {
+		return ErrRoomExists
+	}
+	return err
+}
+
+// ResolveAlias returns the room and creator of an alias.
+func (db *DB) ResolveAlias(ctx context.Context, alias string) (roomID, creator string, err error) {
+	err = db.queryRow(ctx, `SELECT room_id, creator FROM room_aliases WHERE alias = ?`, alias).Scan(&roomID, &creator)
+	return roomID, creator, notFound(err)
+}
+
+// RoomAliases lists the local aliases of a room.
+func (db *DB) RoomAliases(ctx context.Context, roomID string) ([]string, error) {
+	return db.strings(ctx, `SELECT alias FROM room_aliases WHERE room_id = ? ORDER BY alias`, roomID)
+}
+
+// DeleteAlias removes an alias.
+func (tx *Tx) DeleteAlias(ctx context.Context, alias string) error {
+	_, err := tx.exec(ctx, `DELETE FROM room_aliases WHERE alias = ?`, alias)
+	return err
+}
+
+// TxnResult returns the stored result of an earlier request with the same
+// transaction ID, or ErrNotFound.
+func (db *DB) TxnResult(ctx context.Context, userID, deviceID, scope, txnID string) (string, error) {
+	var r string
+	err := db.queryRow(ctx, `SELECT result FROM txn_ids WHERE user_id = ? AND device_id = ? AND scope = ? AND txn_id = ?`, userID, deviceID, scope, txnID).Scan(&r)
+	return r, notFound(err)
+}
+
+// TxnResultTx is TxnResult inside a write transaction.
+func (tx *Tx) TxnResult(ctx context.Context, userID, deviceID, scope, txnID string) (string, error) {
+	var r string
+	err := tx.queryRow(ctx, `SELECT result FROM txn_ids WHERE user_id = ? AND device_id = ? AND scope = ? AND txn_id = ?`, userID, deviceID, scope, txnID).Scan(&r)
+	return r, notFound(err)
+}
+
+// PutTxnResult records the result of a request for its transaction ID.
+func (tx *Tx) PutTxnResult(ctx context.Context, userID, deviceID, scope, txnID, result string, ts int64) error {
+	_, err := tx.exec(ctx, `INSERT INTO txn_ids (user_id, device_id, scope, txn_id, result, created_ts) VALUES (?, ?, ?, ?, ?, ?)`,
+		userID, deviceID, scope, txnID, result, ts)
+	return err
+}
+
+// NextStreamPos advances a named non-event stream and returns its new position.
+func (tx *Tx) NextStreamPos(ctx context.Context, name string) (int64, error) {
+	var p int64
+	err := tx.queryRow(ctx, `UPDATE stream_positions SET pos = pos + 1 WHERE name = ? RETURNING pos`, name).Scan(&p)
+	return p, err
+}
+
+// StreamPos returns a named stream's current position.
+func (db *DB) StreamPos(ctx context.Context, name string) (int64, error) {
+	var p int64
+	err := db.queryRow(ctx, `SELECT pos FROM stream_positions WHERE name = ?`, name).Scan(&p)
+	return p, err
+}
+
+// StateHistory returns the state events of one type (and state key, unless
+// stateKey is nil) in a room, oldest first.
+func (db *DB) StateHistory(ctx context.Context, roomID, evType string, stateKey *string) ([]Event, error) {
+	q := `SELECT ` + eventColumns + ` FROM events WHERE room_id = ? AND type = ? AND state_key IS NOT NULL`
+	args := []any{roomID, evType}
+	if stateKey != nil {
+		q += ` AND state_key = ?`
+		args = append(args, *stateKey)
+	}
+	rows, err := db.query(ctx, q+` ORDER BY stream_pos`, args...)
+	if err != nil {
+		return nil, err
+	}
+	return scanEvents(rows)
+}

@@ -1,0 +1,793 @@
+package syncapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rempart-hs/rempart/internal/filter"
+	"github.com/rempart-hs/rempart/internal/httpapi"
+	"github.com/rempart-hs/rempart/internal/notifier"
+	"github.com/rempart-hs/rempart/internal/rooms"
+	"github.com/rempart-hs/rempart/internal/storage"
+	"github.com/rempart-hs/rempart/internal/typing"
+)
+
+// Extension adds fields to a sync response (to-device messages, device
+// lists, one-time key counts). Extensions are called after rooms are built.
+type Extension interface {
+	// Positions fills the extension's stream positions into now.
+	Positions(ctx context.Context, now *Token) error
+	// Fill adds the extension's data between since (nil for initial) and now.
+	Fill(ctx context.Context, req *httpapi.Requester, since *Token, now Token, resp *Response) error
+}
+
+// Service serves /sync.
+type Service struct {
+	db         *storage.DB
+	engine     *rooms.Engine
+	notifier   *notifier.Notifier
+	typing     *typing.Tracker
+	extensions []Extension
+	// MaxTimeout caps the client's long-poll timeout.
+	MaxTimeout time.Duration
+}
+
+// New returns a sync service.
+func New(db *storage.DB, engine *rooms.Engine, n *notifier.Notifier, t *typing.Tracker) *Service {
+	return &Service{db: db, engine: engine, notifier: n, typing: t, MaxTimeout: 5 * time.Minute}
+}
+
+// AddExtension registers an extension.
+func (s *Service) AddExtension(e Extension) { s.extensions = append(s.extensions, e) }
+
+// Response is a /sync response body.
+type Response struct {
+	NextBatch                    string         `json:"next_batch"`
+	Rooms                        *Rooms         `json:"rooms,omitempty"`
+	AccountData                  *EventList     `json:"account_data,omitempty"`
+	Presence                     *EventList     `json:"presence,omitempty"`
+	ToDevice                     *EventList     `json:"to_device,omitempty"`
+	DeviceLists                  *DeviceLists   `json:"device_lists,omitempty"`
+	DeviceOneTimeKeysCount       map[string]int `json:"device_one_time_keys_count,omitempty"`
+	DeviceUnusedFallbackKeyTypes []string       `json:"device_unused_fallback_key_types,omitempty"`
+}
+
+// DeviceLists lists users whose devices changed.
+type DeviceLists struct {
+	Changed []string `json:"changed,omitempty"`
+	Left    []string `json:"left,omitempty"`
+}
+
+// EventList is {"events": [...]}.
+type EventList struct {
+	Events []any `json:"events"`
+}
+
+// Rooms holds the per-membership room maps.
+type Rooms struct {
+	Join   map[string]*JoinedRoom  `json:"join,omitempty"`
+	Invite map[string]*InvitedRoom `json:"invite,omitempty"`
+	Leave  map[string]*LeftRoom    `json:"leave,omitempty"`
+}
+
+// Timeline is a room's timeline section.
+type Timeline struct {
+	Events    []rooms.ClientEvent `json:"events"`
+	Limited   bool                `json:"limited"`
+	PrevBatch string              `json:"prev_batch,omitempty"`
+}
+
+// StateList is a room's state section.
+type StateList struct {
+	Events []rooms.ClientEvent `json:"events"`
+}
+
+// Summary is a joined room's summary.
+type Summary struct {
+	Heroes             []string `json:"m.heroes,omitempty"`
+	JoinedMemberCount  *int     `json:"m.joined_member_count,omitempty"`
+	InvitedMemberCount *int     `json:"m.invited_member_count,omitempty"`
+}
+
+// Unread holds notification counts.
+type Unread struct {
+	NotificationCount int `json:"notification_count"`
+	HighlightCount    int `json:"highlight_count"`
+}
+
+// JoinedRoom is a room the user is joined to.
+type JoinedRoom struct {
+	Summary             *Summary  `json:"summary,omitempty"`
+	State               StateList `json:"state"`
+	Timeline            Timeline  `json:"timeline"`
+	Ephemeral           EventList `json:"ephemeral"`
+	AccountData         EventList `json:"account_data"`
+	UnreadNotifications *Unread   `json:"unread_notifications,omitempty"`
+}
+
+// InvitedRoom is a room the user is invited to.
+type InvitedRoom struct {
+	InviteState EventList `json:"invite_state"`
+}
+
+// LeftRoom is a room the user left or was removed from.
+type LeftRoom struct {
+	State       StateList `json:"state"`
+	Timeline    Timeline  `json:"timeline"`
+	AccountData EventList `json:"account_data"`
+}
+
+// StrippedEvent is a stripped state event (invite_state).
+type StrippedEvent struct {
+	Content  json.RawMessage `json:"content"`
+	Sender   string          `json:"sender"`
+	StateKey string          `json:"state_key"`
+	Type     string          `json:"type"`
+}
+
+func (r *Response) empty() bool {
+	return r.Rooms == nil && r.AccountData == nil && r.Presence == nil && r.ToDevice == nil && r.DeviceLists == nil
+}
+
+// CurrentToken returns the position of every stream now.
+func (s *Service) CurrentToken(ctx context.Context) (Token, error) {
+	var t Token
+	var err error
+	if t.Events, err = s.db.MaxStreamPos(ctx); err != nil {
+		return t, err
+	}
+	if t.AccountData, err = s.db.StreamPos(ctx, "account_data"); err != nil {
+		return t, err
+	}
+	if t.Receipts, err = s.db.StreamPos(ctx, "receipts"); err != nil {
+		return t, err
+	}
+	t.Typing = s.typing.Position()
+	for _, e := range s.extensions {
+		if err := e.Positions(ctx, &t); err != nil {
+			return t, err
+		}
+	}
+	return t, nil
+}
+
+// LoadFilter resolves a filter query parameter: an ID of a stored filter or
+// an inline JSON definition.
+func (s *Service) LoadFilter(ctx context.Context, userID, param string) (*filter.Filter, error) {
+	if param == "" {
+		return &filter.Filter{}, nil
+	}
+	if strings.HasPrefix(strings.TrimSpace(param), "{") {
+		return filter.Parse([]byte(param))
+	}
+	id, err := strconv.ParseInt(param, 10, 64)
+	if err != nil {
+		return nil, httpapi.InvalidParam("filter must be a filter ID or a JSON object")
+	}
+	def, err := s.db.GetFilter(ctx, userID, id)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, httpapi.NotFound("unknown filter")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return filter.Parse(def)
+}
+
+// Handle serves GET /_matrix/client/v3/sync.
+func (s *Service) Handle(r *http.Request) (any, error) {
+	ctx := r.Context()
+	req := httpapi.RequesterFrom(ctx)
+	q := r.URL.Query()
+	var since *Token
+	if v := q.Get("since"); v != "" {
+		t, err := ParseToken(v)
+		if err != nil {
+			return nil, httpapi.InvalidParam("invalid since token")
+		}
+		since = &t
+	}
+	timeoutMS, err := httpapi.QueryInt(r, "timeout", 0)
+	if err != nil {
+		return nil, err
+	}
+	if timeoutMS < 0 {
+		timeoutMS = 0
+	}
+	timeout := min(time.Duration(timeoutMS)*time.Millisecond, s.MaxTimeout)
+	switch sp := q.Get("set_presence"); sp {
+	case "", "online", "offline", "unavailable":
+	default:
+		return nil, httpapi.InvalidParam("set_presence must be online, offline or unavailable")
+	}
+	fullState := q.Get("full_state") == "true"
+	f, err := s.LoadFilter(ctx, req.UserID, q.Get("filter"))
+	if err != nil {
+		return nil, err
+	}
+	// Listen before reading positions so no wake-up is missed.
+	wake, cancel := s.notifier.Listen(req.UserID)
+	defer cancel()
+	deadline := time.Now().Add(timeout)
+	for {
+		now, err := s.CurrentToken(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if since != nil && now.Events < since.Events {
+			// A token from the future (e.g. another database): clamp.
+			now.Events = max(now.Events, since.Events)
+		}
+		resp, err := s.build(ctx, req, since, now, f, fullState)
+		if err != nil {
+			return nil, err
+		}
+		if since == nil || fullState || !resp.empty() || time.Now().After(deadline) {
+			return resp, nil
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return resp, nil
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-wake:
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, ctx.Err()
+		case <-s.notifier.Done():
+			timer.Stop()
+			return resp, nil
+		}
+		timer.Stop()
+	}
+}
+
+func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Token, now Token, f *filter.Filter, fullState bool) (*Response, error) {
+	resp := &Response{NextBatch: now.String()}
+	viewer := rooms.Viewer{UserID: req.UserID, DeviceID: req.DeviceID}
+	memberships, err := s.db.UserMemberships(ctx, req.UserID)
+	if err != nil {
+		return nil, err
+	}
+	var fromEv int64
+	if since != nil {
+		fromEv = since.Events
+	}
+	// Own membership changes in the window, per room (incremental only).
+	changed := map[string][]storage.Event{}
+	if since != nil {
+		evs, err := s.db.MembershipChanges(ctx, req.UserID, since.Events, now.Events)
+		if err != nil {
+			return nil, err
+		}
+		for _, ev := range evs {
+			changed[ev.RoomID] = append(changed[ev.RoomID], ev)
+		}
+	}
+	var joined []string
+	for _, m := range memberships {
+		if m.Membership == "join" {
+			joined = append(joined, m.RoomID)
+		}
+	}
+	var active map[string]bool
+	if since != nil && !fullState {
+		if active, err = s.db.RoomsWithEventsBetween(ctx, joined, since.Events, now.Events); err != nil {
+			return nil, err
+		}
+	}
+	var ephemeral map[string][]any
+	if ephemeral, err = s.ephemeral(ctx, req.UserID, joined, since, now, f); err != nil {
+		return nil, err
+	}
+	roomAD := map[string][]any{}
+	{
+		var adFrom int64
+		if since != nil && !fullState {
+			adFrom = since.AccountData
+		}
+		ads, err := s.db.AccountDataSince(ctx, req.UserID, adFrom, now.AccountData)
+		if err != nil {
+			return nil, err
+		}
+		var global []any
+		for _, a := range ads {
+			ev := map[string]any{"type": a.Type, "content": a.Content}
+			if a.RoomID == "" {
+				if f.AccountData.Allows(a.Type, "") {
+					global = append(global, ev)
+				}
+			} else if f.Room.AccountData.Allows(a.Type, "") {
+				roomAD[a.RoomID] = append(roomAD[a.RoomID], ev)
+			}
+		}
+		if len(global) > 0 {
+			resp.AccountData = &EventList{Events: global}
+		}
+	}
+	rs := &Rooms{}
+	for _, m := range memberships {
+		if !filter.AllowsRoom(f.Room.Rooms, f.Room.NotRooms, m.RoomID) {
+			continue
+		}
+		switch m.Membership {
+		case "join":
+			full := since == nil || fullState
+			if !full {
+				if chs := changed[m.RoomID]; len(chs) > 0 && membershipBefore(&chs[0]) != "join" {
+					full = true // joined in this window
+				}
+			}
+			if !full && !active[m.RoomID] && ephemeral[m.RoomID] == nil && roomAD[m.RoomID] == nil {
+				continue
+			}
+			jr, err := s.joinedRoom(ctx, req, viewer, m.RoomID, fromEv, now, f, full, active[m.RoomID] || full)
+			if err != nil {
+				return nil, err
+			}
+			if evs := ephemeral[m.RoomID]; evs != nil {
+				jr.Ephemeral.Events = evs
+			}
+			if ads := roomAD[m.RoomID]; ads != nil {
+				jr.AccountData.Events = ads
+			}
+			if rs.Join == nil {
+				rs.Join = map[string]*JoinedRoom{}
+			}
+			rs.Join[m.RoomID] = jr
+		case "invite":
+			if since != nil && !fullState && len(changed[m.RoomID]) == 0 {
+				continue
+			}
+			ir, err := s.invitedRoom(ctx, m)
+			if err != nil {
+				return nil, err
+			}
+			if rs.Invite == nil {
+				rs.Invite = map[string]*InvitedRoom{}
+			}
+			rs.Invite[m.RoomID] = ir
+		case "leave", "ban":
+			inWindow := since != nil && len(changed[m.RoomID]) > 0
+			if !inWindow && !f.Room.IncludeLeave {
+				continue
+			}
+			if !inWindow && since != nil && !fullState {
+				continue
+			}
+			// A rejected invite or a leave of a room never joined in the
+			// window still appears, so clients drop the room.
+			lr, err := s.leftRoom(ctx, req, viewer, m, fromEv, f)
+			if err != nil {
+				return nil, err
+			}
+			if rs.Leave == nil {
+				rs.Leave = map[string]*LeftRoom{}
+			}
+			rs.Leave[m.RoomID] = lr
+		}
+	}
+	if rs.Join != nil || rs.Invite != nil || rs.Leave != nil {
+		resp.Rooms = rs
+	}
+	for _, e := range s.extensions {
+		if err := e.Fill(ctx, req, since, now, resp); err != nil {
+			return nil, err
+		}
+	}
+	return resp, nil
+}
+
+// membershipBefore returns the membership a member event replaced.
+func membershipBefore(ev *storage.Event) string {
+	var u struct {
+		PrevContent struct {
+			Membership string `json:"membership"`
+		} `json:"prev_content"`
+	}
+	_ = json.Unmarshal(ev.Unsigned, &u)
+	return u.PrevContent.Membership
+}
+
+func reverse(evs []storage.Event) {
+	for i, j := 0, len(evs)-1; i < j; i, j = i+1, j-1 {
+		evs[i], evs[j] = evs[j], evs[i]
+	}
+}
+
+// timeline loads the newest events of a room in (from, to], filtered.
+func (s *Service) timeline(ctx context.Context, viewer rooms.Viewer, roomID string, from, to int64, f *filter.RoomEventFilter) ([]storage.Event, bool, error) {
+	limit := f.LimitOr(10, 100)
+	vis, err := s.engine.NewVisibility(ctx, roomID, viewer.UserID)
+	if err != nil {
+		return nil, false, err
+	}
+	to = vis.VisibleUpTo(to)
+	var out []storage.Event
+	limited := false
+	cursor := to
+	for len(out) < limit {
+		batch, err := s.db.RoomEvents(ctx, roomID, from, cursor, limit+1, true)
+		if err != nil {
+			return nil, false, err
+		}
+		for i := range batch {
+			if len(out) >= limit {
+				limited = true
+				break
+			}
+			if vis.CanSee(&batch[i]) && f.AllowsEvent(&batch[i]) {
+				out = append(out, batch[i])
+			}
+		}
+		if len(batch) <= limit || limited {
+			break
+		}
+		cursor = batch[len(batch)-1].StreamPos - 1
+		// A lot of filtered-out events: stop reading more than a few pages.
+		if to-cursor > int64(limit)*20 {
+			limited = true
+			break
+		}
+	}
+	if !limited && len(out) == limit {
+		// Is there anything visible before the oldest returned event?
+		oldest := out[len(out)-1].StreamPos
+		more, err := s.db.RoomEvents(ctx, roomID, from, oldest-1, 1, true)
+		if err != nil {
+			return nil, false, err
+		}
+		limited = len(more) > 0
+	}
+	reverse(out)
+	return out, limited, nil
+}
+
+func (s *Service) formatAll(ctx context.Context, evs []storage.Event, viewer rooms.Viewer) ([]rooms.ClientEvent, error) {
+	out := make([]rooms.ClientEvent, 0, len(evs))
+	var redactionIDs []string
+	for i := range evs {
+		if evs[i].RedactedBy != "" {
+			redactionIDs = append(redactionIDs, evs[i].RedactedBy)
+		}
+	}
+	redactions := map[string]*storage.Event{}
+	if len(redactionIDs) > 0 {
+		rs, err := s.db.GetEvents(ctx, redactionIDs)
+		if err != nil {
+			return nil, err
+		}
+		for i := range rs {
+			redactions[rs[i].EventID] = &rs[i]
+		}
+	}
+	for i := range evs {
+		out = append(out, rooms.Format(&evs[i], viewer, false, redactions[evs[i].RedactedBy]))
+	}
+	return out, nil
+}
+
+// stateAt returns the full room state before an event (or the current
+// state when ev is nil).
+func (s *Service) stateAt(ctx context.Context, roomID string, ev *storage.Event) ([]storage.Event, error) {
+	if ev == nil {
+		return s.db.CurrentState(ctx, roomID, nil)
+	}
+	ids, err := s.db.StateGroupIDs(ctx, ev.StateGroupBefore)
+	if err != nil {
+		return nil, err
+	}
+	list := make([]string, 0, len(ids))
+	for _, id := range ids {
+		list = append(list, id)
+	}
+	return s.db.GetEvents(ctx, list)
+}
+
+// lazyMembers filters state for lazy loading: member events are kept only
+// for timeline senders and the user.
+func lazyMembers(state []storage.Event, timeline []storage.Event, self string) []storage.Event {
+	need := map[string]bool{self: true}
+	for i := range timeline {
+		need[timeline[i].Sender] = true
+	}
+	out := state[:0:0]
+	for _, ev := range state {
+		if ev.Type == "m.room.member" && ev.StateKey != nil && !need[*ev.StateKey] {
+			continue
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
+func (s *Service) joinedRoom(ctx context.Context, req *httpapi.Requester, viewer rooms.Viewer, roomID string, from int64, now Token, f *filter.Filter, full, hasEvents bool) (*JoinedRoom, error) {
+	jr := &JoinedRoom{State: StateList{Events: []rooms.ClientEvent{}}, Timeline: Timeline{Events: []rooms.ClientEvent{}},
+		Ephemeral: EventList{Events: []any{}}, AccountData: EventList{Events: []any{}}}
+	tlFrom := from
+	if full {
+		tlFrom = 0
+	}
+	var tl []storage.Event
+	var limited bool
+	if hasEvents {
+		var err error
+		tl, limited, err = s.timeline(ctx, viewer, roomID, tlFrom, now.Events, &f.Room.Timeline)
+		if err != nil {
+			return nil, err
+		}
+	}
+	var state []storage.Event
+	var err error
+	switch {
+	case full:
+		var first *storage.Event
+		if len(tl) > 0 {
+			first = &tl[0]
+		}
+		if state, err = s.stateAt(ctx, roomID, first); err != nil {
+			return nil, err
+		}
+	case limited && len(tl) > 0:
+		delta, err := s.db.StateEventsBetween(ctx, roomID, from, tl[0].StreamPos-1)
+		if err != nil {
+			return nil, err
+		}
+		latest := map[storage.StateKeyTuple]storage.Event{}
+		for _, ev := range delta {
+			latest[storage.StateKeyTuple{Type: ev.Type, StateKey: *ev.StateKey}] = ev
+		}
+		for _, ev := range latest {
+			state = append(state, ev)
+		}
+	}
+	if f.Room.State.LazyLoadMembers {
+		state = lazyMembers(state, tl, req.UserID)
+		if !full && len(tl) > 0 {
+			// Make sure the client knows every timeline sender.
+			have := map[string]bool{}
+			for _, ev := range state {
+				if ev.Type == "m.room.member" && ev.StateKey != nil {
+					have[*ev.StateKey] = true
+				}
+			}
+			for _, ev := range tl {
+				if ev.Type == "m.room.member" && ev.StateKey != nil {
+					have[*ev.StateKey] = true
+				}
+			}
+			var keys []storage.StateKeyTuple
+			for _, ev := range tl {
+				if !have[ev.Sender] {
+					have[ev.Sender] = true
+					keys = append(keys, storage.StateKeyTuple{Type: "m.room.member", StateKey: ev.Sender})
+				}
+			}
+			if len(keys) > 0 {
+				extra, err := s.db.CurrentState(ctx, roomID, keys)
+				if err != nil {
+					return nil, err
+				}
+				state = append(state, extra...)
+			}
+		}
+	}
+	// Never repeat in state what the timeline carries.
+	inTimeline := map[string]bool{}
+	for _, ev := range tl {
+		inTimeline[ev.EventID] = true
+	}
+	kept := state[:0:0]
+	for _, ev := range state {
+		if !inTimeline[ev.EventID] && f.Room.State.AllowsEvent(&ev) {
+			kept = append(kept, ev)
+		}
+	}
+	sort.Slice(kept, func(i, j int) bool { return kept[i].StreamPos < kept[j].StreamPos })
+	if jr.State.Events, err = s.formatAll(ctx, kept, viewer); err != nil {
+		return nil, err
+	}
+	if jr.Timeline.Events, err = s.formatAll(ctx, tl, viewer); err != nil {
+		return nil, err
+	}
+	jr.Timeline.Limited = limited
+	prev := now
+	if len(tl) > 0 {
+		prev.Events = tl[0].StreamPos - 1
+	}
+	jr.Timeline.PrevBatch = prev.String()
+	// Summary when the member list may have changed.
+	memberChange := full
+	for _, ev := range append(append([]storage.Event{}, tl...), kept...) {
+		if ev.Type == "m.room.member" {
+			memberChange = true
+			break
+		}
+	}
+	if memberChange {
+		if jr.Summary, err = s.summary(ctx, roomID, req.UserID); err != nil {
+			return nil, err
+		}
+	}
+	readPos, err := s.db.UserReceipt(ctx, roomID, req.UserID)
+	if err != nil {
+		return nil, err
+	}
+	if readPos == 0 {
+		if m, err := s.db.GetMembership(ctx, roomID, req.UserID); err == nil {
+			readPos = m.StreamPos
+		}
+	}
+	n, err := s.db.CountUnread(ctx, roomID, req.UserID, readPos)
+	if err != nil {
+		return nil, err
+	}
+	jr.UnreadNotifications = &Unread{NotificationCount: n}
+	return jr, nil
+}
+
+func (s *Service) summary(ctx context.Context, roomID, self string) (*Summary, error) {
+	ms, err := s.db.RoomMembers(ctx, roomID, "")
+	if err != nil {
+		return nil, err
+	}
+	joined, invited := 0, 0
+	var heroes []string
+	for _, m := range ms {
+		switch m.Membership {
+		case "join":
+			joined++
+		case "invite":
+			invited++
+		default:
+			continue
+		}
+		if m.UserID != self && len(heroes) < 5 {
+			heroes = append(heroes, m.UserID)
+		}
+	}
+	sum := &Summary{JoinedMemberCount: &joined, InvitedMemberCount: &invited}
+	// Heroes only matter for rooms without a name or canonical alias.
+	named, err := s.db.CurrentState(ctx, roomID, []storage.StateKeyTuple{{Type: "m.room.name"}, {Type: "m.room.canonical_alias"}})
+	if err != nil {
+		return nil, err
+	}
+	if len(named) == 0 {
+		sum.Heroes = heroes
+	}
+	return sum, nil
+}
+
+var strippedTypes = []storage.StateKeyTuple{
+	{Type: "m.room.create"}, {Type: "m.room.join_rules"}, {Type: "m.room.name"}, {Type: "m.room.avatar"},
+	{Type: "m.room.canonical_alias"}, {Type: "m.room.encryption"}, {Type: "m.room.topic"},
+}
+
+// InviteState returns the stripped state shown to an invitee.
+func (s *Service) InviteState(ctx context.Context, roomID, userID string) ([]any, error) {
+	keys := append(append([]storage.StateKeyTuple{}, strippedTypes...), storage.StateKeyTuple{Type: "m.room.member", StateKey: userID})
+	evs, err := s.db.CurrentState(ctx, roomID, keys)
+	if err != nil {
+		return nil, err
+	}
+	var inviter string
+	for i := range evs {
+		if evs[i].Type == "m.room.member" {
+			inviter = evs[i].Sender
+		}
+	}
+	if inviter != "" && inviter != userID {
+		more, err := s.db.CurrentState(ctx, roomID, []storage.StateKeyTuple{{Type: "m.room.member", StateKey: inviter}})
+		if err != nil {
+			return nil, err
+		}
+		evs = append(evs, more...)
+	}
+	out := make([]any, 0, len(evs))
+	for i := range evs {
+		var p struct {
+			Content json.RawMessage `json:"content"`
+		}
+		_ = json.Unmarshal(evs[i].JSON, &p)
+		out = append(out, StrippedEvent{Content: p.Content, Sender: evs[i].Sender, StateKey: *evs[i].StateKey, Type: evs[i].Type})
+	}
+	return out, nil
+}
+
+func (s *Service) invitedRoom(ctx context.Context, m storage.Membership) (*InvitedRoom, error) {
+	evs, err := s.InviteState(ctx, m.RoomID, m.UserID)
+	if err != nil {
+		return nil, err
+	}
+	return &InvitedRoom{InviteState: EventList{Events: evs}}, nil
+}
+
+func (s *Service) leftRoom(ctx context.Context, req *httpapi.Requester, viewer rooms.Viewer, m storage.Membership, from int64, f *filter.Filter) (*LeftRoom, error) {
+	lr := &LeftRoom{State: StateList{Events: []rooms.ClientEvent{}}, Timeline: Timeline{Events: []rooms.ClientEvent{}}, AccountData: EventList{Events: []any{}}}
+	tl, limited, err := s.timeline(ctx, viewer, m.RoomID, from, m.StreamPos, &f.Room.Timeline)
+	if err != nil {
+		return nil, err
+	}
+	var state []storage.Event
+	if len(tl) > 0 && (from == 0 || limited) {
+		if state, err = s.stateAt(ctx, m.RoomID, &tl[0]); err != nil {
+			return nil, err
+		}
+	}
+	if f.Room.State.LazyLoadMembers {
+		state = lazyMembers(state, tl, req.UserID)
+	}
+	if lr.State.Events, err = s.formatAll(ctx, state, viewer); err != nil {
+		return nil, err
+	}
+	if lr.Timeline.Events, err = s.formatAll(ctx, tl, viewer); err != nil {
+		return nil, err
+	}
+	lr.Timeline.Limited = limited
+	prev := Token{Events: m.StreamPos}
+	if len(tl) > 0 {
+		prev.Events = tl[0].StreamPos - 1
+	}
+	lr.Timeline.PrevBatch = prev.String()
+	return lr, nil
+}
+
+// ephemeral returns typing and receipt EDUs per joined room.
+func (s *Service) ephemeral(ctx context.Context, self string, joined []string, since *Token, now Token, f *filter.Filter) (map[string][]any, error) {
+	out := map[string][]any{}
+	var rcFrom int64
+	if since != nil {
+		rcFrom = since.Receipts
+	}
+	rcs, err := s.db.ReceiptsSince(ctx, joined, rcFrom, now.Receipts)
+	if err != nil {
+		return nil, err
+	}
+	// m.receipt content: {event_id: {type: {user: {ts, thread_id?}}}}
+	byRoom := map[string]map[string]map[string]map[string]any{}
+	for _, r := range rcs {
+		if r.Type == "m.read.private" && r.UserID != self {
+			continue // private receipts are only ever shown to their owner
+		}
+		room := byRoom[r.RoomID]
+		if room == nil {
+			room = map[string]map[string]map[string]any{}
+			byRoom[r.RoomID] = room
+		}
+		if room[r.EventID] == nil {
+			room[r.EventID] = map[string]map[string]any{}
+		}
+		if room[r.EventID][r.Type] == nil {
+			room[r.EventID][r.Type] = map[string]any{}
+		}
+		entry := map[string]any{"ts": r.TS}
+		if r.ThreadID != "" {
+			entry["thread_id"] = r.ThreadID
+		}
+		room[r.EventID][r.Type][r.UserID] = entry
+	}
+	for roomID, content := range byRoom {
+		if f.Room.Ephemeral.Allows("m.receipt", "") && filter.AllowsRoom(f.Room.Ephemeral.Rooms, f.Room.Ephemeral.NotRooms, roomID) {
+			out[roomID] = append(out[roomID], map[string]any{"type": "m.receipt", "content": content})
+		}
+	}
+	for _, roomID := range joined {
+		users, pos := s.typing.Room(roomID)
+		changed := pos > 0 && (since == nil && len(users) > 0 || since != nil && (pos > since.Typing || since.Typing > now.Typing))
+		if changed && f.Room.Ephemeral.Allows("m.typing", "") && filter.AllowsRoom(f.Room.Ephemeral.Rooms, f.Room.Ephemeral.NotRooms, roomID) {
+			if users == nil {
+				users = []string{}
+			}
+			out[roomID] = append(out[roomID], map[string]any{"type": "m.typing", "content": map[string]any{"user_ids": users}})
+		}
+	}
+	return out, nil
+}
