@@ -33,7 +33,10 @@ type API struct {
 	Sync     *syncapi.Service
 	Typing   *typing.Tracker
 	Notifier *notifier.Notifier
-	now      func() time.Time
+	// DeviceHooks run inside the transaction that deletes a device, so
+	// that other modules (end-to-end keys, to-device queues) clean up too.
+	DeviceHooks []func(ctx context.Context, tx *storage.Tx, userID, deviceID string) error
+	now         func() time.Time
 }
 
 // Register adds every Client-Server endpoint to the router. Each area's

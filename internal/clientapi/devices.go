@@ -143,6 +143,11 @@ func (a *API) deleteDevices(r *http.Request, userID string, ids []string) error 
 			if err := tx.DeleteDevice(r.Context(), userID, id); err != nil {
 				return err
 			}
+			for _, hook := range a.DeviceHooks {
+				if err := hook(r.Context(), tx, userID, id); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	})

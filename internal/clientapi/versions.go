@@ -35,12 +35,12 @@ func (a *API) getWellKnownClient(r *http.Request) (any, error) {
 // getCapabilities serves GET /_matrix/client/v3/capabilities.
 func (a *API) getCapabilities(r *http.Request) (any, error) {
 	return map[string]any{"capabilities": map[string]any{
-		"m.change_password":  map[string]bool{"enabled": true},
-		"m.room_versions":    map[string]any{"default": a.Config.Rooms.DefaultVersion, "available": rooms.SupportedVersions},
-		"m.set_displayname":  map[string]bool{"enabled": true},
-		"m.set_avatar_url":   map[string]bool{"enabled": true},
-		"m.3pid_changes":     map[string]bool{"enabled": false},
-		"m.get_login_token":  map[string]bool{"enabled": false},
-		"m.profile_fields":   map[string]any{"enabled": true, "disallowed": []string{}},
+		"m.change_password": map[string]bool{"enabled": true},
+		"m.room_versions":   map[string]any{"default": a.Config.Rooms.DefaultVersion, "available": rooms.SupportedVersions},
+		"m.set_displayname": map[string]bool{"enabled": true},
+		"m.set_avatar_url":  map[string]bool{"enabled": true},
+		"m.3pid_changes":    map[string]bool{"enabled": false},
+		"m.get_login_token": map[string]bool{"enabled": false},
+		"m.profile_fields":  map[string]any{"enabled": true, "disallowed": []string{}},
 	}}, nil
 }

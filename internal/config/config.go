@@ -35,13 +35,15 @@ type Config struct {
 	// SigningKeyPath is the ed25519 signing key file (generated when missing).
 	SigningKeyPath string `yaml:"signing_key_path"`
 
-	Database     Database     `yaml:"database"`
-	Registration Registration `yaml:"registration"`
-	RateLimits   RateLimits   `yaml:"rate_limits"`
-	Presence     Presence     `yaml:"presence"`
-	Limits       Limits       `yaml:"limits"`
-	Rooms        Rooms        `yaml:"rooms"`
-	Log          Log          `yaml:"log"`
+	Database      Database      `yaml:"database"`
+	Registration  Registration  `yaml:"registration"`
+	RateLimits    RateLimits    `yaml:"rate_limits"`
+	Presence      Presence      `yaml:"presence"`
+	Limits        Limits        `yaml:"limits"`
+	Rooms         Rooms         `yaml:"rooms"`
+	UserDirectory UserDirectory `yaml:"user_directory"`
+	Media         Media         `yaml:"media"`
+	Log           Log           `yaml:"log"`
 }
 
 // Database selects the storage backend.
@@ -119,8 +121,10 @@ func Default() Config {
 			ReadTimeout:             30 * time.Second,
 			PasswordHashConcurrency: 2,
 		},
-		Rooms: Rooms{DefaultVersion: "11"},
-		Log:   Log{Level: "info", Format: "text"},
+		Rooms:         Rooms{DefaultVersion: "11"},
+		UserDirectory: defaultUserDirectory(),
+		Media:         defaultMedia(),
+		Log:           Log{Level: "info", Format: "text"},
 	}
 }
 
@@ -173,6 +177,8 @@ func sectionKey(typ string) string {
 		return ""
 	case "RateLimits":
 		return "rate_limits"
+	case "UserDirectory":
+		return "user_directory"
 	}
 	return strings.ToLower(typ)
 }
@@ -222,6 +228,12 @@ func (c *Config) Validate() error {
 	case "10", "11", "12":
 	default:
 		return &Error{"rooms.default_version", fmt.Sprintf("%q is not one of 10, 11, 12", c.Rooms.DefaultVersion)}
+	}
+	if err := c.UserDirectory.validate(); err != nil {
+		return err
+	}
+	if err := c.Media.validate(); err != nil {
+		return err
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

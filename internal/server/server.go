@@ -15,8 +15,10 @@ import (
 	"github.com/rempart-hs/rempart/internal/auth"
 	"github.com/rempart-hs/rempart/internal/clientapi"
 	"github.com/rempart-hs/rempart/internal/config"
+	"github.com/rempart-hs/rempart/internal/e2ee"
 	"github.com/rempart-hs/rempart/internal/guard"
 	"github.com/rempart-hs/rempart/internal/httpapi"
+	"github.com/rempart-hs/rempart/internal/media"
 	"github.com/rempart-hs/rempart/internal/notifier"
 	"github.com/rempart-hs/rempart/internal/policy"
 	"github.com/rempart-hs/rempart/internal/rooms"
@@ -35,6 +37,8 @@ type Server struct {
 	Sync     *syncapi.Service
 	Notifier *notifier.Notifier
 	Typing   *typing.Tracker
+	E2EE     *e2ee.Service
+	Media    *media.Service
 
 	client *http.Server
 	admin  *http.Server
@@ -61,11 +65,20 @@ func New(ctx context.Context, cfg config.Config) (*Server, error) {
 	pol := policy.New(db, &s.Config)
 	s.Rooms = rooms.NewEngine(db, rooms.Config{ServerName: cfg.ServerName, KeyID: key.ID, Key: key.Priv, DefaultVersion: cfg.Rooms.DefaultVersion}, s.Notifier, pol)
 	s.Sync = syncapi.New(db, s.Rooms, s.Notifier, s.Typing)
+	s.E2EE = e2ee.New(db, s.Notifier)
+	s.Sync.AddExtension(s.E2EE)
+	if s.Media, err = media.New(&s.Config, db); err != nil {
+		db.Close()
+		return nil, err
+	}
 
 	rt := httpapi.NewRouter(s.Auth)
 	rt.AddHook(guard.NewRateLimiter(cfg.RateLimits))
 	api := &clientapi.API{Config: &s.Config, DB: db, Auth: s.Auth, Rooms: s.Rooms, Sync: s.Sync, Typing: s.Typing, Notifier: s.Notifier}
+	api.DeviceHooks = append(api.DeviceHooks, s.E2EE.DeviceDeleted)
 	api.Register(rt)
+	s.E2EE.Register(rt)
+	s.Media.Register(rt)
 	s.client = &http.Server{
 		Handler:           httpapi.Middleware(rt, httpapi.Limits{MaxBodyBytes: cfg.Limits.MaxRequestBytes}),
 		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
@@ -146,6 +159,7 @@ func (s *Server) Serve(ctx context.Context, ready func()) error {
 	if s.admin != nil {
 		_ = s.admin.Shutdown(sctx)
 	}
+	s.Media.Close()
 	if err := s.DB.Close(); err != nil {
 		slog.Warn("close database", "err", err)
 	}
