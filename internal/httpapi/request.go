@@ -51,13 +51,23 @@ func CheckJSON(b []byte) error {
 		key  bool // next string token in an object is a key
 	}
 	var stack []frame
+	values := 0
 	for {
 		tok, err := dec.Token()
 		if err == io.EOF {
+			if len(stack) > 0 || values == 0 {
+				return NotJSON("request body is not valid JSON")
+			}
 			break
 		}
 		if err != nil {
 			return NotJSON("request body is not valid JSON")
+		}
+		if len(stack) == 0 {
+			values++
+			if values > 1 {
+				return NotJSON("trailing data after JSON body")
+			}
 		}
 		switch t := tok.(type) {
 		case json.Delim:
@@ -91,9 +101,6 @@ func CheckJSON(b []byte) error {
 				}
 			}
 		}
-	}
-	if dec.More() {
-		return NotJSON("trailing data after JSON body")
 	}
 	return nil
 }
