@@ -74,6 +74,7 @@ func New(ctx context.Context, cfg config.Config) (*Server, error) {
 
 	rt := httpapi.NewRouter(s.Auth)
 	rt.AddHook(guard.NewRateLimiter(cfg.RateLimits))
+	rt.AddHook(auth.NewLastSeen(db, time.Minute))
 	api := &clientapi.API{Config: &s.Config, DB: db, Auth: s.Auth, Rooms: s.Rooms, Sync: s.Sync, Typing: s.Typing, Notifier: s.Notifier}
 	api.DeviceHooks = append(api.DeviceHooks, s.E2EE.DeviceDeleted)
 	api.Register(rt)
