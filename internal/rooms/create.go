@@ -100,7 +100,6 @@ func (e *Engine) Create(ctx context.Context, req CreateRequest) (string, error) 
 	} else {
 		delete(createContent, "creator")
 	}
-	creators := []string{req.Creator}
 	if verImpl.PrivilegedCreators() && trustedPrivate {
 		// In v12, trusted_private_chat makes invitees additional creators.
 		var extra []string
@@ -111,7 +110,6 @@ func (e *Engine) Create(ctx context.Context, req CreateRequest) (string, error) 
 		}
 		if len(extra) > 0 {
 			createContent["additional_creators"] = extra
-			creators = append(creators, extra...)
 		}
 	}
 

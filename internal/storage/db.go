@@ -136,13 +136,6 @@ func (db *DB) rebind(q string) string {
 	return b.String()
 }
 
-// querier is what both *sql.DB and *sql.Tx offer.
-type querier interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
 // Tx is a write transaction. All writes happen inside one; see DB.WithTx.
 type Tx struct {
 	db *DB
