@@ -268,4 +268,3 @@ func cmdTokenCreate(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintln(stdout, tok)
 	return 0
 }
-
