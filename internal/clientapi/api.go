@@ -18,6 +18,7 @@ import (
 	"github.com/rempart-hs/rempart/internal/config"
 	"github.com/rempart-hs/rempart/internal/httpapi"
 	"github.com/rempart-hs/rempart/internal/notifier"
+	"github.com/rempart-hs/rempart/internal/policy"
 	"github.com/rempart-hs/rempart/internal/rooms"
 	"github.com/rempart-hs/rempart/internal/storage"
 	"github.com/rempart-hs/rempart/internal/syncapi"
@@ -33,6 +34,8 @@ type API struct {
 	Sync     *syncapi.Service
 	Typing   *typing.Tracker
 	Notifier *notifier.Notifier
+	// Policy makes Rempart's authorisation decisions (profile look-ups, …).
+	Policy *policy.Policy
 	// DeviceHooks run inside the transaction that deletes a device, so
 	// that other modules (end-to-end keys, to-device queues) clean up too.
 	DeviceHooks []func(ctx context.Context, tx *storage.Tx, userID, deviceID string) error
@@ -62,8 +65,10 @@ func (a *API) Register(rt *httpapi.Router) {
 	a.routesPushers(rt)
 	a.routesDirectory(rt)
 	a.routesReceipts(rt)
+	a.routesReadMarkers(rt)
 	a.routesTyping(rt)
 	a.routesRelations(rt)
+	a.routesThreads(rt)
 	a.routesPresence(rt)
 	a.routesReporting(rt)
 	a.routesUserDirectory(rt)

@@ -65,7 +65,7 @@ func New(ctx context.Context, cfg config.Config) (*Server, error) {
 	pol := policy.New(db, &s.Config)
 	s.Rooms = rooms.NewEngine(db, rooms.Config{ServerName: cfg.ServerName, KeyID: key.ID, Key: key.Priv, DefaultVersion: cfg.Rooms.DefaultVersion}, s.Notifier, pol)
 	s.Sync = syncapi.New(db, s.Rooms, s.Notifier, s.Typing)
-	s.E2EE = e2ee.New(db, s.Notifier)
+	s.E2EE = e2ee.New(db, s.Notifier, s.Auth)
 	s.Sync.AddExtension(s.E2EE)
 	if s.Media, err = media.New(&s.Config, db); err != nil {
 		db.Close()
@@ -76,6 +76,7 @@ func New(ctx context.Context, cfg config.Config) (*Server, error) {
 	rt.AddHook(guard.NewRateLimiter(cfg.RateLimits))
 	rt.AddHook(auth.NewLastSeen(db, time.Minute))
 	api := &clientapi.API{Config: &s.Config, DB: db, Auth: s.Auth, Rooms: s.Rooms, Sync: s.Sync, Typing: s.Typing, Notifier: s.Notifier}
+	api.Policy = pol
 	api.DeviceHooks = append(api.DeviceHooks, s.E2EE.DeviceDeleted)
 	api.Register(rt)
 	s.E2EE.Register(rt)

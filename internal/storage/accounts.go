@@ -111,6 +111,13 @@ func (tx *Tx) DeactivateUser(ctx context.Context, userID string) error {
 	if _, err := tx.exec(ctx, `DELETE FROM access_tokens WHERE user_id = ?`, userID); err != nil {
 		return err
 	}
+	// Extra profile fields and presence (002_profile_reports.sql) go too.
+	if err := tx.DeleteProfileFields(ctx, userID); err != nil {
+		return err
+	}
+	if _, err := tx.exec(ctx, `DELETE FROM presence WHERE user_id = ?`, userID); err != nil {
+		return err
+	}
 	_, err := tx.exec(ctx, `DELETE FROM devices WHERE user_id = ?`, userID)
 	return err
 }
