@@ -198,94 +198,106 @@ func (a *API) getMessages(r *http.Request) (any, error) {
 	} else if dir == "b" {
 		from = v.upTo
 	}
-	bound := int64(-1)
+	// The stream range (lo, hi] to read, newest first for dir=b.
+	lo, hi := from, v.upTo
+	if dir == "b" {
+		lo, hi = 0, min(from, v.upTo)
+	}
 	if s := q.Get("to"); s != "" {
 		t, err := syncapi.ParseToken(s)
 		if err != nil {
 			return nil, httpapi.InvalidParam("invalid to token")
 		}
-		bound = t.Events
-	}
-	var chunk []storage.Event
-	cursor := from
-	more := false
-	for int64(len(chunk)) < limit {
-		var batch []storage.Event
 		if dir == "b" {
-			lo := int64(0)
-			if bound >= 0 {
-				lo = bound
-			}
-			hi := min(cursor, v.upTo)
-			if hi <= lo {
-				break
-			}
-			batch, err = a.DB.RoomEvents(ctx, roomID, lo, hi, int(limit)+1, true)
+			lo = max(lo, t.Events)
 		} else {
-			hi := v.upTo
-			if bound >= 0 {
-				hi = min(hi, bound)
-			}
-			if cursor >= hi {
-				break
-			}
-			batch, err = a.DB.RoomEvents(ctx, roomID, cursor, hi, int(limit)+1, false)
-		}
-		if err != nil {
-			return nil, err
-		}
-		if len(batch) == 0 {
-			break
-		}
-		for i := range batch {
-			ev := &batch[i]
-			if dir == "b" {
-				cursor = ev.StreamPos - 1
-			} else {
-				cursor = ev.StreamPos
-			}
-			if v.vis.CanSee(ev) && f.AllowsEvent(ev) {
-				chunk = append(chunk, *ev)
-				if int64(len(chunk)) >= limit {
-					more = i < len(batch)-1 || len(batch) > int(limit)
-					break
-				}
-			}
-		}
-		if len(batch) <= int(limit) && int64(len(chunk)) < limit {
-			break
-		}
-		if int64(len(chunk)) >= limit {
-			if !more {
-				more = true // possibly more; the next page may be empty
-			}
-			break
+			hi = min(hi, t.Events)
 		}
 	}
-	start := syncapi.Token{Events: from}
-	resp := map[string]any{"chunk": a.formatWithRedactions(ctx, chunk, req, true), "start": start.String()}
-	if more && len(chunk) > 0 {
+	chunk, cursor, more, err := a.paginate(ctx, roomID, lo, hi, dir == "b", int(limit), func(ev *storage.Event) bool {
+		return v.vis.CanSee(ev) && f.AllowsEvent(ev)
+	})
+	if err != nil {
+		return nil, err
+	}
+	resp := map[string]any{"chunk": a.formatWithRedactions(ctx, chunk, req, true), "start": syncapi.Token{Events: from}.String()}
+	if more {
 		resp["end"] = syncapi.Token{Events: cursor}.String()
 	}
 	if f.LazyLoadMembers && len(chunk) > 0 {
 		senders := map[string]bool{}
-		var keys []storage.StateKeyTuple
 		for _, ev := range chunk {
-			if !senders[ev.Sender] {
-				senders[ev.Sender] = true
-				keys = append(keys, storage.StateKeyTuple{Type: "m.room.member", StateKey: ev.Sender})
-			}
+			senders[ev.Sender] = true
 		}
-		state, err := a.DB.CurrentState(ctx, roomID, keys)
+		// Members as of what the user may see: the current state, or the
+		// state when they left.
+		state, err := a.stateAtPos(ctx, roomID, v.upTo, v.still)
 		if err != nil {
 			return nil, err
 		}
-		resp["state"] = a.format(state, req, true)
+		var members []storage.Event
+		for _, ev := range state {
+			if ev.Type == "m.room.member" && ev.StateKey != nil && senders[*ev.StateKey] {
+				members = append(members, ev)
+			}
+		}
+		resp["state"] = a.format(members, req, true)
 	}
 	return resp, nil
 }
 
-// formatWithRedactions formats events, attaching redacted_because.
+// maxPaginationScan bounds how many events one /messages request reads
+// while skipping events the user may not see; the response then carries an
+// end token to continue from.
+const maxPaginationScan = 2000
+
+// paginate reads the events of a room in the stream range (lo, hi], newest
+// first when backwards, keeping those keep accepts, until limit are kept or
+// the range is exhausted. It returns the kept events, the cursor (the
+// position to continue from: the last event read) and whether events may
+// remain in the range past it.
+func (a *API) paginate(ctx context.Context, roomID string, lo, hi int64, backwards bool, limit int, keep func(*storage.Event) bool) (out []storage.Event, cursor int64, more bool, err error) {
+	cursor = lo
+	if backwards {
+		cursor = hi
+	}
+	page := limit + 1
+	for scanned := 0; ; {
+		var batch []storage.Event
+		if backwards {
+			batch, err = a.DB.RoomEvents(ctx, roomID, lo, cursor, page, true)
+		} else {
+			batch, err = a.DB.RoomEvents(ctx, roomID, cursor, hi, page, false)
+		}
+		if err != nil {
+			return nil, 0, false, err
+		}
+		for i := range batch {
+			if len(out) == limit {
+				return out, cursor, true, nil // an event remains unread
+			}
+			ev := &batch[i]
+			if backwards {
+				cursor = ev.StreamPos - 1
+			} else {
+				cursor = ev.StreamPos
+			}
+			if keep(ev) {
+				out = append(out, *ev)
+			}
+		}
+		scanned += len(batch)
+		if len(batch) < page {
+			return out, cursor, false, nil // the range is exhausted
+		}
+		if scanned >= maxPaginationScan {
+			return out, cursor, true, nil
+		}
+	}
+}
+
+// formatWithRedactions formats events, attaching redacted_because and
+// bundled aggregations.
 func (a *API) formatWithRedactions(ctx context.Context, evs []storage.Event, req *httpapi.Requester, withRoom bool) []rooms.ClientEvent {
 	var ids []string
 	for i := range evs {
@@ -305,6 +317,8 @@ func (a *API) formatWithRedactions(ctx context.Context, evs []storage.Event, req
 	for i := range evs {
 		out = append(out, rooms.Format(&evs[i], rooms.Viewer{UserID: req.UserID, DeviceID: req.DeviceID}, withRoom, red[evs[i].RedactedBy]))
 	}
+	// Bundled aggregations (edits, threads); best effort like redactions.
+	_ = a.Rooms.BundleAggregations(ctx, rooms.Viewer{UserID: req.UserID, DeviceID: req.DeviceID}, evs, out)
 	return out
 }
 
@@ -371,41 +385,17 @@ func (a *API) getContext(r *http.Request) (any, error) {
 	}
 	nBefore := limit / 2
 	nAfter := limit - nBefore
-	collect := func(from, to int64, n int64, backwards bool) ([]storage.Event, error) {
-		var out []storage.Event
-		if n == 0 {
-			return out, nil
-		}
-		evs, err := a.DB.RoomEvents(ctx, roomID, from, to, int(n)*4+4, backwards)
-		if err != nil {
-			return nil, err
-		}
-		for i := range evs {
-			if v.vis.CanSee(&evs[i]) && f.AllowsEvent(&evs[i]) {
-				out = append(out, evs[i])
-				if int64(len(out)) >= n {
-					break
-				}
-			}
-		}
-		return out, nil
-	}
-	before, err := collect(0, ev.StreamPos-1, nBefore, true)
+	keep := func(e *storage.Event) bool { return v.vis.CanSee(e) && f.AllowsEvent(e) }
+	before, startPos, _, err := a.paginate(ctx, roomID, 0, ev.StreamPos-1, true, int(nBefore), keep)
 	if err != nil {
 		return nil, err
 	}
-	after, err := collect(ev.StreamPos, v.upTo, nAfter, false)
+	after, endPos, _, err := a.paginate(ctx, roomID, ev.StreamPos, v.upTo, false, int(nAfter), keep)
 	if err != nil {
 		return nil, err
 	}
-	start := syncapi.Token{Events: ev.StreamPos - 1}
-	if len(before) > 0 {
-		start.Events = before[len(before)-1].StreamPos - 1
-	}
-	end := syncapi.Token{Events: ev.StreamPos}
-	if len(after) > 0 {
-		end.Events = after[len(after)-1].StreamPos
-	}
+	start := syncapi.Token{Events: startPos}
+	end := syncapi.Token{Events: endPos}
 	last := ev
 	if len(after) > 0 {
 		last = &after[len(after)-1]

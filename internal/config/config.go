@@ -42,6 +42,7 @@ type Config struct {
 	Limits        Limits        `yaml:"limits"`
 	Rooms         Rooms         `yaml:"rooms"`
 	UserDirectory UserDirectory `yaml:"user_directory"`
+	RoomDirectory RoomDirectory `yaml:"room_directory"`
 	Media         Media         `yaml:"media"`
 	Log           Log           `yaml:"log"`
 }
@@ -123,6 +124,7 @@ func Default() Config {
 		},
 		Rooms:         Rooms{DefaultVersion: "11"},
 		UserDirectory: defaultUserDirectory(),
+		RoomDirectory: defaultRoomDirectory(),
 		Media:         defaultMedia(),
 		Log:           Log{Level: "info", Format: "text"},
 	}
@@ -179,6 +181,8 @@ func sectionKey(typ string) string {
 		return "rate_limits"
 	case "UserDirectory":
 		return "user_directory"
+	case "RoomDirectory":
+		return "room_directory"
 	}
 	return strings.ToLower(typ)
 }
@@ -230,6 +234,9 @@ func (c *Config) Validate() error {
 		return &Error{"rooms.default_version", fmt.Sprintf("%q is not one of 10, 11, 12", c.Rooms.DefaultVersion)}
 	}
 	if err := c.UserDirectory.validate(); err != nil {
+		return err
+	}
+	if err := c.RoomDirectory.validate(); err != nil {
 		return err
 	}
 	if err := c.Media.validate(); err != nil {

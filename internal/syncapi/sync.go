@@ -55,7 +55,7 @@ type Response struct {
 	ToDevice                     *EventList     `json:"to_device,omitempty"`
 	DeviceLists                  *DeviceLists   `json:"device_lists,omitempty"`
 	DeviceOneTimeKeysCount       map[string]int `json:"device_one_time_keys_count,omitempty"`
-	DeviceUnusedFallbackKeyTypes []string       `json:"device_unused_fallback_key_types,omitempty"`
+	DeviceUnusedFallbackKeyTypes []string       `json:"device_unused_fallback_key_types"` // [] when none: clients read presence as support
 }
 
 // DeviceLists lists users whose devices changed.
@@ -471,6 +471,9 @@ func (s *Service) formatAll(ctx context.Context, evs []storage.Event, viewer roo
 	}
 	for i := range evs {
 		out = append(out, rooms.Format(&evs[i], viewer, false, redactions[evs[i].RedactedBy]))
+	}
+	if err := s.engine.BundleAggregations(ctx, viewer, evs, out); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
