@@ -28,5 +28,8 @@ func (p *Policy) CheckSend(ctx context.Context, req *rooms.SendRequest) error {
 	if req.Sender == "" {
 		return httpapi.Forbidden("anonymous events are not allowed")
 	}
+	if err := p.checkEncryption(ctx, req); err != nil {
+		return err
+	}
 	return nil
 }

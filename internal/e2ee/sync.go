@@ -1,0 +1,230 @@
+package e2ee
+
+import (
+	"context"
+	"encoding/json"
+	"sort"
+
+	"github.com/rempart-hs/rempart/internal/httpapi"
+	"github.com/rempart-hs/rempart/internal/rooms"
+	"github.com/rempart-hs/rempart/internal/storage"
+	"github.com/rempart-hs/rempart/internal/syncapi"
+)
+
+// maxToDevicePerSync bounds the to-device messages in one sync response;
+// the rest follow in the next one.
+const maxToDevicePerSync = 100
+
+// Positions implements syncapi.Extension.
+func (s *Service) Positions(ctx context.Context, now *syncapi.Token) error {
+	var err error
+	if now.ToDevice, err = s.db.StreamPos(ctx, "to_device"); err != nil {
+		return err
+	}
+	now.DeviceLists, err = s.db.StreamPos(ctx, "device_lists")
+	return err
+}
+
+// Fill implements syncapi.Extension: it adds the device's to-device
+// messages (deleting those acknowledged by since), the device-list changes
+// of users sharing a room with the syncer, and the device's one-time and
+// fallback key state.
+func (s *Service) Fill(ctx context.Context, req *httpapi.Requester, since *syncapi.Token, now syncapi.Token, resp *syncapi.Response) error {
+	counts, err := s.db.OneTimeKeyCounts(ctx, req.UserID, req.DeviceID)
+	if err != nil {
+		return err
+	}
+	if _, ok := counts["signed_curve25519"]; !ok {
+		counts["signed_curve25519"] = 0
+	}
+	resp.DeviceOneTimeKeysCount = counts
+	fb, err := s.db.UnusedFallbackKeyTypes(ctx, req.UserID, req.DeviceID)
+	if err != nil {
+		return err
+	}
+	if fb == nil {
+		fb = []string{}
+	}
+	resp.DeviceUnusedFallbackKeyTypes = fb
+
+	if err := s.fillToDevice(ctx, req, since, now, resp); err != nil {
+		return err
+	}
+	if since != nil {
+		changed, left, err := s.deviceListDelta(ctx, req.UserID, *since, now)
+		if err != nil {
+			return err
+		}
+		if len(changed) > 0 || len(left) > 0 {
+			resp.DeviceLists = &syncapi.DeviceLists{Changed: changed, Left: left}
+		}
+	}
+	return nil
+}
+
+// fillToDevice delivers queued to-device messages. Messages up to the
+// since token were received by the client (it would not send that token
+// otherwise) and are deleted first.
+func (s *Service) fillToDevice(ctx context.Context, req *httpapi.Requester, since *syncapi.Token, now syncapi.Token, resp *syncapi.Response) error {
+	if req.DeviceID == "" {
+		return nil
+	}
+	if since != nil && since.ToDevice > 0 {
+		acked := min(since.ToDevice, now.ToDevice)
+		has, err := s.db.HasToDeviceUpTo(ctx, req.UserID, req.DeviceID, acked)
+		if err != nil {
+			return err
+		}
+		if has {
+			if err := s.db.WithTx(ctx, func(tx *storage.Tx) error {
+				return tx.DeleteToDeviceUpTo(ctx, req.UserID, req.DeviceID, acked)
+			}); err != nil {
+				return err
+			}
+		}
+	}
+	msgs, err := s.db.ToDeviceMessages(ctx, req.UserID, req.DeviceID, now.ToDevice, maxToDevicePerSync+1)
+	if err != nil {
+		return err
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	if len(msgs) > maxToDevicePerSync {
+		msgs = msgs[:maxToDevicePerSync]
+		// Resume after the last delivered message.
+		next := now
+		next.ToDevice = msgs[len(msgs)-1].StreamPos
+		resp.NextBatch = next.String()
+	}
+	evs := make([]any, 0, len(msgs))
+	for _, m := range msgs {
+		evs = append(evs, map[string]any{"sender": m.Sender, "type": m.Type, "content": m.Content})
+	}
+	resp.ToDevice = &syncapi.EventList{Events: evs}
+	return nil
+}
+
+// deviceListDelta computes, between two sync positions, the users whose
+// device lists the syncer must re-fetch (changed: their devices or keys
+// changed, or they newly share a room with the syncer) and those it may
+// stop tracking (left: they no longer share any room).
+func (s *Service) deviceListDelta(ctx context.Context, userID string, from, to syncapi.Token) (changed, left []string, err error) {
+	if to.DeviceLists <= from.DeviceLists && to.Events <= from.Events {
+		return nil, nil, nil
+	}
+	sharingList, err := s.db.UsersSharingRooms(ctx, userID)
+	if err != nil {
+		return nil, nil, err
+	}
+	sharing := map[string]bool{userID: true}
+	for _, u := range sharingList {
+		sharing[u] = true
+	}
+	changedSet := map[string]bool{}
+	leftSet := map[string]bool{}
+	if to.DeviceLists > from.DeviceLists {
+		users, err := s.db.DeviceListChanges(ctx, from.DeviceLists, to.DeviceLists)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, u := range users {
+			if sharing[u] {
+				changedSet[u] = true
+			}
+		}
+	}
+	if to.Events > from.Events {
+		ms, err := s.db.UserMemberships(ctx, userID)
+		if err != nil {
+			return nil, nil, err
+		}
+		joined := map[string]bool{}
+		var joinedRooms []string
+		for _, m := range ms {
+			if m.Membership == "join" {
+				joined[m.RoomID] = true
+				joinedRooms = append(joinedRooms, m.RoomID)
+			}
+		}
+		own, err := s.db.MembershipChanges(ctx, userID, from.Events, to.Events)
+		if err != nil {
+			return nil, nil, err
+		}
+		// Rooms the syncer joined or left in the window.
+		roomChange := map[string]string{}
+		for i := range own {
+			before, after := membershipBefore(&own[i]), rooms.Membership(&own[i])
+			switch {
+			case after == "join" && before != "join":
+				roomChange[own[i].RoomID] = "join"
+			case after != "join" && before == "join":
+				roomChange[own[i].RoomID] = "leave"
+			}
+		}
+		for roomID, ch := range roomChange {
+			if ch == "join" && !joined[roomID] || ch == "leave" && joined[roomID] {
+				continue // joined and left again (or the reverse) within the window
+			}
+			members, err := s.db.RoomMembers(ctx, roomID, "")
+			if err != nil {
+				return nil, nil, err
+			}
+			for _, m := range members {
+				if m.Membership != "join" && m.Membership != "invite" && ch == "join" {
+					continue
+				}
+				if ch == "join" {
+					changedSet[m.UserID] = true
+				} else if !sharing[m.UserID] {
+					leftSet[m.UserID] = true
+				}
+			}
+		}
+		evs, err := s.db.MemberEventsBetween(ctx, joinedRooms, from.Events, to.Events)
+		if err != nil {
+			return nil, nil, err
+		}
+		for i := range evs {
+			if evs[i].StateKey == nil || *evs[i].StateKey == userID {
+				continue
+			}
+			target := *evs[i].StateKey
+			before, after := membershipBefore(&evs[i]), rooms.Membership(&evs[i])
+			wasIn := before == "join" || before == "invite"
+			isIn := after == "join" || after == "invite"
+			switch {
+			case isIn && !wasIn || after == "join" && before != "join":
+				if sharing[target] {
+					changedSet[target] = true
+				}
+			case wasIn && !isIn:
+				if !sharing[target] {
+					leftSet[target] = true
+				}
+			}
+		}
+	}
+	delete(leftSet, userID)
+	for u := range changedSet {
+		delete(leftSet, u)
+		changed = append(changed, u)
+	}
+	for u := range leftSet {
+		left = append(left, u)
+	}
+	sort.Strings(changed)
+	sort.Strings(left)
+	return changed, left, nil
+}
+
+// membershipBefore returns the membership a member event replaced.
+func membershipBefore(ev *storage.Event) string {
+	var u struct {
+		PrevContent struct {
+			Membership string `json:"membership"`
+		} `json:"prev_content"`
+	}
+	_ = json.Unmarshal(ev.Unsigned, &u)
+	return u.PrevContent.Membership
+}
