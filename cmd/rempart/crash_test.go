@@ -64,7 +64,7 @@ func call(t *testing.T, method, u, token string, body any, out any) int {
 func TestAcknowledgedEventsSurviveACrash(t *testing.T) {
 	bin := buildBinary(t)
 	dir := t.TempDir()
-	cfgPath := writeConfig(t, dir, "")
+	cfgPath := writeConfig(t, dir, "rate_limits:\n  enabled: false\n")
 	pwFile := filepath.Join(dir, "pw")
 	os.WriteFile(pwFile, []byte("durable password"), 0o600)
 	if out, err := exec.Command(bin, "user", "create", "dora", "--password-file", pwFile, "--config", cfgPath).CombinedOutput(); err != nil {
