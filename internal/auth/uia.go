@@ -128,7 +128,7 @@ func (s *Service) newUIASession(ctx context.Context, userID string) (string, err
 func (s *Service) checkUIASession(ctx context.Context, sid, userID string) error {
 	owner, created, err := s.db.GetUIASession(ctx, sid)
 	if errors.Is(err, storage.ErrNotFound) || (err == nil && s.now().UnixMilli()-created > uiaTTL.Milliseconds()) {
-		return httpapi.NotFound("unknown or expired UIA session")
+		return httpapi.Unknown("unknown or expired UIA session")
 	}
 	if err != nil {
 		return err

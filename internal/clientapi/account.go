@@ -59,8 +59,7 @@ func (a *API) postPassword(r *http.Request) (any, error) {
 			return err
 		}
 		if body.LogoutDevices == nil || *body.LogoutDevices {
-			_, err := tx.DeleteDevicesExcept(ctx, req.UserID, req.DeviceID)
-			return err
+			return a.removeDevicesExcept(ctx, tx, req.UserID, req.DeviceID)
 		}
 		return nil
 	})
@@ -87,7 +86,12 @@ func (a *API) postDeactivate(r *http.Request) (any, error) {
 	if err := a.leaveAllRooms(ctx, req.UserID); err != nil {
 		return nil, err
 	}
-	err := a.DB.WithTx(ctx, func(tx *storage.Tx) error { return tx.DeactivateUser(ctx, req.UserID) })
+	err := a.DB.WithTx(ctx, func(tx *storage.Tx) error {
+		if err := a.removeDevicesExcept(ctx, tx, req.UserID, ""); err != nil {
+			return err
+		}
+		return tx.DeactivateUser(ctx, req.UserID)
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package clientapi
 
 import (
+	"context"
 	"errors"
 	"net/http"
 
@@ -139,16 +140,33 @@ func (a *API) postDeleteDevices(r *http.Request) (any, error) {
 
 func (a *API) deleteDevices(r *http.Request, userID string, ids []string) error {
 	return a.DB.WithTx(r.Context(), func(tx *storage.Tx) error {
-		for _, id := range ids {
-			if err := tx.DeleteDevice(r.Context(), userID, id); err != nil {
+		return a.removeDevices(r.Context(), tx, userID, ids)
+	})
+}
+
+// removeDevices deletes devices with their tokens inside tx and runs the
+// device hooks (end-to-end keys, to-device queues) for each. Every path
+// that deletes a device (logout, logout/all, password change, device
+// deletion, deactivation) goes through it.
+func (a *API) removeDevices(ctx context.Context, tx *storage.Tx, userID string, ids []string) error {
+	for _, id := range ids {
+		if err := tx.DeleteDevice(ctx, userID, id); err != nil {
+			return err
+		}
+		for _, hook := range a.DeviceHooks {
+			if err := hook(ctx, tx, userID, id); err != nil {
 				return err
 			}
-			for _, hook := range a.DeviceHooks {
-				if err := hook(r.Context(), tx, userID, id); err != nil {
-					return err
-				}
-			}
 		}
-		return nil
-	})
+	}
+	return nil
+}
+
+// removeDevicesExcept deletes every device of userID but keep ("" for all).
+func (a *API) removeDevicesExcept(ctx context.Context, tx *storage.Tx, userID, keep string) error {
+	ids, err := tx.DeleteDevicesExcept(ctx, userID, keep)
+	if err != nil {
+		return err
+	}
+	return a.removeDevices(ctx, tx, userID, ids)
 }

@@ -88,7 +88,7 @@ func (a *API) postLogin(r *http.Request) (any, error) {
 func (a *API) postLogout(r *http.Request) (any, error) {
 	req := httpapi.RequesterFrom(r.Context())
 	err := a.DB.WithTx(r.Context(), func(tx *storage.Tx) error {
-		return tx.DeleteDevice(r.Context(), req.UserID, req.DeviceID)
+		return a.removeDevices(r.Context(), tx, req.UserID, []string{req.DeviceID})
 	})
 	return struct{}{}, err
 }
@@ -97,8 +97,7 @@ func (a *API) postLogout(r *http.Request) (any, error) {
 func (a *API) postLogoutAll(r *http.Request) (any, error) {
 	req := httpapi.RequesterFrom(r.Context())
 	err := a.DB.WithTx(r.Context(), func(tx *storage.Tx) error {
-		_, err := tx.DeleteDevicesExcept(r.Context(), req.UserID, "")
-		return err
+		return a.removeDevicesExcept(r.Context(), tx, req.UserID, "")
 	})
 	return struct{}{}, err
 }

@@ -15,6 +15,7 @@ import (
 func (a *API) routesMembership(rt *httpapi.Router) {
 	rt.Authed(v3("POST", "/rooms/{roomId}/join"), a.postJoinRoom)
 	rt.Authed(v3("POST", "/join/{roomIdOrAlias}"), a.postJoin)
+	rt.Authed(v3("POST", "/knock/{roomIdOrAlias}"), a.postKnock)
 	rt.Authed(v3("POST", "/rooms/{roomId}/leave"), a.postMembership("leave", false))
 	rt.Authed(v3("POST", "/rooms/{roomId}/invite"), a.postMembership("invite", true))
 	rt.Authed(v3("POST", "/rooms/{roomId}/kick"), a.postMembership("leave", true))
@@ -39,22 +40,54 @@ func (a *API) postJoinRoom(r *http.Request) (any, error) {
 
 // postJoin serves POST /_matrix/client/v3/join/{roomIdOrAlias}.
 func (a *API) postJoin(r *http.Request) (any, error) {
+	roomID, err := a.pathRoomIDOrAlias(r)
+	if err != nil {
+		return nil, err
+	}
+	return a.join(r, roomID)
+}
+
+// pathRoomIDOrAlias resolves a {roomIdOrAlias} path parameter to a room ID.
+func (a *API) pathRoomIDOrAlias(r *http.Request) (string, error) {
 	target := r.PathValue("roomIdOrAlias")
+	if len(target) > 255 {
+		return "", httpapi.InvalidParam("room ID or alias too long")
+	}
 	switch {
 	case strings.HasPrefix(target, "!"):
-		return a.join(r, target)
+		return target, nil
 	case strings.HasPrefix(target, "#"):
 		roomID, _, err := a.DB.ResolveAlias(r.Context(), target)
 		if errors.Is(err, storage.ErrNotFound) {
-			return nil, httpapi.NotFound("room alias %s not found", target)
+			return "", httpapi.NotFound("room alias %s not found", target)
 		}
-		if err != nil {
-			return nil, err
-		}
-		return a.join(r, roomID)
+		return roomID, err
 	default:
-		return nil, httpapi.InvalidParam("expected a room ID or alias")
+		return "", httpapi.InvalidParam("expected a room ID or alias")
 	}
+}
+
+// postKnock serves POST /_matrix/client/v3/knock/{roomIdOrAlias}: a
+// request to be invited into a room whose join rule is knock or
+// knock_restricted.
+func (a *API) postKnock(r *http.Request) (any, error) {
+	req := httpapi.RequesterFrom(r.Context())
+	roomID, err := a.pathRoomIDOrAlias(r)
+	if err != nil {
+		return nil, err
+	}
+	var body joinRequest
+	if err := httpapi.DecodeJSON(r, &body); err != nil {
+		return nil, err
+	}
+	if req.IsGuest {
+		return nil, httpapi.GuestAccessForbidden("guests may not knock")
+	}
+	_, err = a.Rooms.ChangeMembership(r.Context(), rooms.MembershipRequest{RoomID: roomID, Sender: req.UserID, Target: req.UserID, Membership: "knock", Reason: body.Reason})
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"room_id": roomID}, nil
 }
 
 func (a *API) join(r *http.Request, roomID string) (any, error) {

@@ -86,18 +86,22 @@ func (a *API) postRegister(r *http.Request) (any, error) {
 			}}, nil
 		}
 	} else {
-		req.Username = strings.ToLower(auth.RandomString(12))
-		req.Password = ""
-	}
-	if err := a.validateRegistration(ctx, &req); err != nil {
-		return nil, err
+		// Guests get a generated user ID and no password; every other
+		// body field is ignored, as the spec requires.
+		req = registerRequest{Username: strings.ToLower(auth.RandomString(12)), DeviceID: req.DeviceID,
+			InitialDeviceDisplayName: req.InitialDeviceDisplayName}
 	}
 	hash := ""
-	if req.Password != "" {
+	if kind == "user" {
+		if err := a.validateRegistration(ctx, &req); err != nil {
+			return nil, err
+		}
 		var err error
 		if hash, err = a.Auth.HashPassword(ctx, req.Password); err != nil {
 			return nil, err
 		}
+	} else if len(req.DeviceID) > 255 || len(req.InitialDeviceDisplayName) > 255 {
+		return nil, httpapi.InvalidParam("device_id or display name too long")
 	}
 	var sess auth.Session
 	var userID string
@@ -108,7 +112,7 @@ func (a *API) postRegister(r *http.Request) (any, error) {
 				return err
 			}
 			if !ok {
-				return httpapi.Unauthorized("invalid or expired registration token")
+				return errBadRegistrationToken
 			}
 		}
 		var err error
@@ -122,6 +126,13 @@ func (a *API) postRegister(r *http.Request) (any, error) {
 		sess, err = a.Auth.IssueSession(ctx, tx, userID, req.DeviceID, req.InitialDeviceDisplayName)
 		return err
 	})
+	if errors.Is(err, errBadRegistrationToken) {
+		// A failed stage: the flows again, with the error.
+		return httpapi.Response{Status: http.StatusUnauthorized, Body: map[string]any{
+			"flows": []map[string]any{{"stages": []string{stage}}}, "params": map[string]any{}, "session": req.Auth.Session,
+			"errcode": "M_UNAUTHORIZED", "error": "invalid or expired registration token",
+		}}, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -132,6 +143,9 @@ func (a *API) postRegister(r *http.Request) (any, error) {
 	}
 	return resp, nil
 }
+
+// errBadRegistrationToken rolls back a registration whose token is invalid.
+var errBadRegistrationToken = errors.New("invalid registration token")
 
 func (a *API) validateRegistration(ctx context.Context, req *registerRequest) error {
 	if req.Username == "" {
@@ -241,6 +255,20 @@ func (a *API) postSharedSecretRegister(r *http.Request) (any, error) {
 	if req.Nonce == "" || req.Username == "" || req.Password == "" || req.MAC == "" {
 		return nil, httpapi.MissingParam("nonce, username, password and mac are required")
 	}
+	// The nonce is consumed before anything else, so that it can never be
+	// tried twice, whatever the outcome (as Synapse does).
+	var known bool
+	err := a.DB.WithTx(ctx, func(tx *storage.Tx) error {
+		var err error
+		known, err = tx.TakeNonce(ctx, req.Nonce, a.now().Add(-nonceTTL).UnixMilli())
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !known {
+		return nil, httpapi.Unknown("unrecognised nonce")
+	}
 	mac := hmac.New(sha1.New, []byte(secret))
 	mac.Write([]byte(req.Nonce + "\x00" + req.Username + "\x00" + req.Password + "\x00"))
 	if req.Admin {
@@ -254,6 +282,9 @@ func (a *API) postSharedSecretRegister(r *http.Request) (any, error) {
 		return nil, httpapi.Forbidden("HMAC incorrect")
 	}
 	localpart := strings.ToLower(req.Username)
+	if err := a.Auth.ValidateLocalpart(localpart); err != nil {
+		return nil, err
+	}
 	if err := auth.CheckPasswordPolicy(req.Password, 1); err != nil {
 		return nil, err
 	}
@@ -263,13 +294,6 @@ func (a *API) postSharedSecretRegister(r *http.Request) (any, error) {
 	}
 	var sess auth.Session
 	err = a.DB.WithTx(ctx, func(tx *storage.Tx) error {
-		ok, err := tx.TakeNonce(ctx, req.Nonce, a.now().Add(-nonceTTL).UnixMilli())
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return httpapi.Forbidden("unrecognised nonce")
-		}
 		userID, err := a.Auth.CreateAccount(ctx, tx, auth.NewAccount{Localpart: localpart, Admin: req.Admin, DisplayName: req.Displayname}, hash)
 		if err != nil {
 			return err

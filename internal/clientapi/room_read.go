@@ -33,8 +33,8 @@ type roomView struct {
 	still bool // currently joined
 }
 
-// viewRoom checks that the user is or was in the room and returns their
-// view of it. Users who never were get M_FORBIDDEN.
+// viewRoom checks that the user is or was joined to the room and returns
+// their view of it. Users who never were get M_FORBIDDEN.
 func (a *API) viewRoom(ctx context.Context, roomID, userID string) (*roomView, error) {
 	m, err := a.requireMemberOrFormer(ctx, roomID, userID)
 	if err != nil {
@@ -48,9 +48,19 @@ func (a *API) viewRoom(ctx context.Context, roomID, userID string) (*roomView, e
 	if err != nil {
 		return nil, err
 	}
-	v := &roomView{vis: vis, upTo: max, still: m.Membership == "join"}
-	if m.Membership != "join" {
-		v.upTo = m.StreamPos
+	// Only members and former members read the room: an invitee or a
+	// knocker sees its stripped state in /sync, nothing more. A former
+	// member reads up to the end of their last stay.
+	until, ever, still := vis.JoinedUntil()
+	if !ever {
+		return nil, httpapi.Forbidden("you are not a member of this room")
+	}
+	v := &roomView{vis: vis, upTo: max, still: still && m.Membership == "join"}
+	if !v.still {
+		v.upTo = min(until, m.StreamPos)
+		if until == 0 {
+			v.upTo = m.StreamPos
+		}
 	}
 	return v, nil
 }

@@ -33,6 +33,14 @@ func readContent(r *http.Request) (json.RawMessage, error) {
 	return b, nil
 }
 
+// validTxnID bounds a client transaction ID, which is stored.
+func validTxnID(id string) error {
+	if id == "" || len(id) > 255 {
+		return httpapi.InvalidParam("invalid transaction ID")
+	}
+	return nil
+}
+
 func validEventType(t string) error {
 	if t == "" || len(t) > 255 {
 		return httpapi.InvalidParam("invalid event type")
@@ -51,13 +59,17 @@ func (a *API) putSend(r *http.Request) (any, error) {
 	if err := validEventType(evType); err != nil {
 		return nil, err
 	}
+	txnID := r.PathValue("txnId")
+	if err := validTxnID(txnID); err != nil {
+		return nil, err
+	}
 	content, err := readContent(r)
 	if err != nil {
 		return nil, err
 	}
 	sent, err := a.Rooms.Send(r.Context(), rooms.SendRequest{
 		RoomID: roomID, Sender: req.UserID, Type: evType, Content: content,
-		TxnDevice: req.DeviceID, TxnID: r.PathValue("txnId"),
+		TxnDevice: req.DeviceID, TxnID: txnID,
 	})
 	if err != nil {
 		return nil, err
@@ -138,6 +150,9 @@ func (a *API) putRedact(r *http.Request) (any, error) {
 		return nil, err
 	}
 	target := r.PathValue("eventId")
+	if err := validTxnID(r.PathValue("txnId")); err != nil {
+		return nil, err
+	}
 	var body struct {
 		Reason *string `json:"reason"`
 	}

@@ -95,7 +95,7 @@ func (e *Engine) Create(ctx context.Context, req CreateRequest) (string, error) 
 		}
 	}
 	createContent["room_version"] = req.RoomVersion
-	if !verImpl.CreatorInCreateEvent() {
+	if verImpl.CreatorInCreateEvent() { // up to v10; v11 drops the field
 		createContent["creator"] = req.Creator
 	} else {
 		delete(createContent, "creator")
@@ -162,7 +162,8 @@ func (e *Engine) Create(ctx context.Context, req CreateRequest) (string, error) 
 		return nil
 	}
 	_ = add(spec.MRoomCreate, "", createContent)
-	memberContent, err := e.memberContent(ctx, req.Creator, "join", "", req.IsDirect)
+	// is_direct marks the invites, not the creator's own join.
+	memberContent, err := e.memberContent(ctx, req.Creator, "join", "", false)
 	if err != nil {
 		return "", err
 	}
@@ -195,7 +196,7 @@ func (e *Engine) Create(ctx context.Context, req CreateRequest) (string, error) 
 		_ = add("m.room.name", "", map[string]any{"name": *req.Name})
 	}
 	if req.Topic != nil {
-		_ = add("m.room.topic", "", map[string]any{"topic": *req.Topic, "m.topic": []map[string]string{{"body": *req.Topic, "mimetype": "text/plain"}}})
+		_ = add("m.room.topic", "", map[string]any{"topic": *req.Topic, "m.topic": map[string]any{"m.text": []map[string]string{{"body": *req.Topic, "mimetype": "text/plain"}}}})
 	}
 	for _, inv := range req.Invite {
 		if inv == req.Creator {
@@ -267,7 +268,7 @@ func (e *Engine) Create(ctx context.Context, req CreateRequest) (string, error) 
 // profile.
 func (e *Engine) memberContent(ctx context.Context, userID, membership, reason string, isDirect bool) (map[string]any, error) {
 	c := map[string]any{"membership": membership}
-	if membership == "join" || membership == "invite" {
+	if membership == "join" || membership == "invite" || membership == "knock" {
 		u, err := e.db.GetUser(ctx, userID)
 		if err == nil {
 			if u.DisplayName != "" {

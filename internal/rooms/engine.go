@@ -84,7 +84,7 @@ type SendRequest struct {
 	TxnDevice string
 	TxnID     string
 	// TxnScope separates the transaction IDs of different endpoints
-	// ("send" when empty).
+	// ("send" when empty); the room ID is added to it.
 	TxnScope string
 }
 
@@ -105,6 +105,13 @@ func (e *Engine) Send(ctx context.Context, req SendRequest) (Sent, error) {
 			return Sent{}, err
 		}
 	}
+	if req.TxnScope == "" {
+		req.TxnScope = "send"
+	}
+	// Transaction IDs are scoped per room too, as the request path is: a
+	// client reusing one in another room gets a new event, never an event
+	// ID from elsewhere.
+	req.TxnScope += " " + req.RoomID
 	var out Sent
 	var stored *storage.Event
 	err := e.db.WithTx(ctx, func(tx *storage.Tx) error {
@@ -114,9 +121,6 @@ func (e *Engine) Send(ctx context.Context, req SendRequest) (Sent, error) {
 		}
 		if err != nil {
 			return err
-		}
-		if req.TxnScope == "" {
-			req.TxnScope = "send"
 		}
 		if req.TxnID != "" {
 			if prev, err := tx.TxnResult(ctx, req.Sender, req.TxnDevice, req.TxnScope, req.TxnID); err == nil {
@@ -205,7 +209,8 @@ func (e *Engine) appendInTx(ctx context.Context, tx *storage.Tx, room *storage.R
 	if err != nil {
 		return nil, err
 	}
-	if verImpl.DomainlessRoomIDs() {
+	if verImpl.DomainlessRoomIDs() && room.RoomID != "" {
+		// v12: the create event is implied by the room ID, never listed.
 		createID := "$" + room.RoomID[1:]
 		filtered := refs[:0]
 		for _, r := range refs {
@@ -226,6 +231,10 @@ func (e *Engine) appendInTx(ctx context.Context, tx *storage.Tx, room *storage.R
 		proto.RoomID = ""
 	}
 	pdu, err := verImpl.NewEventBuilderFromProtoEvent(&proto).Build(e.now(), e.serverName, e.keyID, e.key)
+	var tooLarge gmsl.EventValidationError
+	if errors.As(err, &tooLarge) && tooLarge.Code == gmsl.EventValidationTooLarge {
+		return nil, httpapi.TooLarge("event exceeds %d bytes", MaxEventBytes)
+	}
 	if err != nil {
 		return nil, httpapi.BadJSON("cannot build event: %v", err)
 	}

@@ -16,7 +16,7 @@ type MembershipRequest struct {
 	RoomID     string
 	Sender     string
 	Target     string
-	Membership string // join, invite, leave, ban
+	Membership string // join, invite, leave, ban, knock
 	Reason     string
 	IsDirect   bool
 	// Extra content keys from the client (e.g. for join: unsigned-safe keys).
@@ -24,8 +24,9 @@ type MembershipRequest struct {
 }
 
 // ChangeMembership sends the m.room.member event for a join, invite,
-// leave, kick, ban or unban. The spec's authorisation rules decide whether
-// it is allowed.
+// leave, kick, ban, unban or knock. The spec's authorisation rules decide
+// whether it is allowed; a join under a restricted join rule is first
+// checked against the rule's allow list and authorised by a local member.
 func (e *Engine) ChangeMembership(ctx context.Context, req MembershipRequest) (Sent, error) {
 	if _, err := spec.NewUserID(req.Target, true); err != nil {
 		return Sent{}, httpapi.InvalidParam("invalid user ID %q", req.Target)
@@ -44,6 +45,18 @@ func (e *Engine) ChangeMembership(ctx context.Context, req MembershipRequest) (S
 				return Sent{}, httpapi.NotFound("unknown user %s", req.Target)
 			}
 			return Sent{}, err
+		}
+	}
+	if req.Membership == "join" && req.Sender == req.Target {
+		extra, err := e.restrictedJoinContent(ctx, req.RoomID, req.Target)
+		if err != nil {
+			return Sent{}, err
+		}
+		for k, v := range extra {
+			if req.Extra == nil {
+				req.Extra = map[string]any{}
+			}
+			req.Extra[k] = v
 		}
 	}
 	content, err := e.memberContent(ctx, req.Target, req.Membership, req.Reason, req.IsDirect)

@@ -125,3 +125,24 @@ func (v *Visibility) VisibleUpTo(limit int64) int64 {
 	}
 	return limit
 }
+
+// JoinedUntil describes the user's last stay in the room: whether they
+// ever joined, and if they are no longer joined, the stream position of
+// the event that ended their last stay (their leave, kick or ban). A user
+// who was only ever invited, or only knocked, has never joined.
+func (v *Visibility) JoinedUntil() (pos int64, everJoined, stillJoined bool) {
+	last := -1
+	for i, pv := range v.membership {
+		if pv.value == "join" {
+			last = i
+		}
+	}
+	switch {
+	case last < 0:
+		return 0, false, false
+	case last == len(v.membership)-1:
+		return 0, true, true
+	default:
+		return v.membership[last+1].pos, true, false
+	}
+}

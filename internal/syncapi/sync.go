@@ -74,6 +74,12 @@ type Rooms struct {
 	Join   map[string]*JoinedRoom  `json:"join,omitempty"`
 	Invite map[string]*InvitedRoom `json:"invite,omitempty"`
 	Leave  map[string]*LeftRoom    `json:"leave,omitempty"`
+	Knock  map[string]*KnockedRoom `json:"knock,omitempty"`
+}
+
+// KnockedRoom is a room the user knocked on.
+type KnockedRoom struct {
+	KnockState EventList `json:"knock_state"`
 }
 
 // Timeline is a room's timeline section.
@@ -320,16 +326,15 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 		}
 		switch m.Membership {
 		case "join":
-			full := since == nil || fullState
-			if !full {
-				if chs := changed[m.RoomID]; len(chs) > 0 && membershipBefore(&chs[0]) != "join" {
-					full = true // joined in this window
-				}
-			}
+			// fresh: the client knows nothing of the room yet (initial
+			// sync, or joined in this window): its timeline is the room's
+			// latest events. full: the state section is complete.
+			fresh := since == nil || joinedInWindow(changed[m.RoomID])
+			full := fresh || fullState
 			if !full && !active[m.RoomID] && ephemeral[m.RoomID] == nil && roomAD[m.RoomID] == nil {
 				continue
 			}
-			jr, err := s.joinedRoom(ctx, req, viewer, m.RoomID, fromEv, now, f, full, active[m.RoomID] || full)
+			jr, err := s.joinedRoom(ctx, req, viewer, m.RoomID, fromEv, now, f, full, fresh, active[m.RoomID] || full)
 			if err != nil {
 				return nil, err
 			}
@@ -355,6 +360,18 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 				rs.Invite = map[string]*InvitedRoom{}
 			}
 			rs.Invite[m.RoomID] = ir
+		case "knock":
+			if since != nil && !fullState && len(changed[m.RoomID]) == 0 {
+				continue
+			}
+			evs, err := s.InviteState(ctx, m.RoomID, m.UserID)
+			if err != nil {
+				return nil, err
+			}
+			if rs.Knock == nil {
+				rs.Knock = map[string]*KnockedRoom{}
+			}
+			rs.Knock[m.RoomID] = &KnockedRoom{KnockState: EventList{Events: evs}}
 		case "leave", "ban":
 			inWindow := since != nil && len(changed[m.RoomID]) > 0
 			if !inWindow && !f.Room.IncludeLeave {
@@ -375,7 +392,7 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 			rs.Leave[m.RoomID] = lr
 		}
 	}
-	if rs.Join != nil || rs.Invite != nil || rs.Leave != nil {
+	if rs.Join != nil || rs.Invite != nil || rs.Leave != nil || rs.Knock != nil {
 		resp.Rooms = rs
 	}
 	for _, e := range s.extensions {
@@ -384,6 +401,24 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 		}
 	}
 	return resp, nil
+}
+
+// joinedInWindow reports whether the user's own membership events in a
+// sync window (oldest first) make a joined room new to the client: they
+// were not joined before the window, or left and joined again within it.
+func joinedInWindow(chs []storage.Event) bool {
+	if len(chs) == 0 {
+		return false
+	}
+	if membershipBefore(&chs[0]) != "join" {
+		return true
+	}
+	for i := range chs {
+		if rooms.Membership(&chs[i]) != "join" {
+			return true
+		}
+	}
+	return false
 }
 
 // membershipBefore returns the membership a member event replaced.
@@ -403,7 +438,14 @@ func reverse(evs []storage.Event) {
 	}
 }
 
-// timeline loads the newest events of a room in (from, to], filtered.
+// maxTimelineScan bounds how many events one room's timeline reads while
+// skipping events the filter or history visibility hide; the timeline is
+// then limited, and prev_batch lets the client read further.
+const maxTimelineScan = 1000
+
+// timeline loads the newest events of a room in (from, to] that the user
+// may see and the filter accepts, oldest first, and whether older ones
+// remain in the range (limited).
 func (s *Service) timeline(ctx context.Context, viewer rooms.Viewer, roomID string, from, to int64, f *filter.RoomEventFilter) ([]storage.Event, bool, error) {
 	limit := f.LimitOr(10, 100)
 	vis, err := s.engine.NewVisibility(ctx, roomID, viewer.UserID)
@@ -413,39 +455,32 @@ func (s *Service) timeline(ctx context.Context, viewer rooms.Viewer, roomID stri
 	to = vis.VisibleUpTo(to)
 	var out []storage.Event
 	limited := false
-	cursor := to
-	for len(out) < limit {
-		batch, err := s.db.RoomEvents(ctx, roomID, from, cursor, limit+1, true)
+	page := limit + 1
+	cursor, scanned := to, 0
+scan:
+	for {
+		batch, err := s.db.RoomEvents(ctx, roomID, from, cursor, page, true)
 		if err != nil {
 			return nil, false, err
 		}
 		for i := range batch {
-			if len(out) >= limit {
-				limited = true
-				break
+			if len(out) == limit {
+				limited = true // an older event remains
+				break scan
 			}
+			cursor = batch[i].StreamPos - 1
 			if vis.CanSee(&batch[i]) && f.AllowsEvent(&batch[i]) {
 				out = append(out, batch[i])
 			}
 		}
-		if len(batch) <= limit || limited {
-			break
+		scanned += len(batch)
+		if len(batch) < page {
+			break // the range is exhausted
 		}
-		cursor = batch[len(batch)-1].StreamPos - 1
-		// A lot of filtered-out events: stop reading more than a few pages.
-		if to-cursor > int64(limit)*20 {
+		if scanned >= maxTimelineScan {
 			limited = true
 			break
 		}
-	}
-	if !limited && len(out) == limit {
-		// Is there anything visible before the oldest returned event?
-		oldest := out[len(out)-1].StreamPos
-		more, err := s.db.RoomEvents(ctx, roomID, from, oldest-1, 1, true)
-		if err != nil {
-			return nil, false, err
-		}
-		limited = len(more) > 0
 	}
 	reverse(out)
 	return out, limited, nil
@@ -512,11 +547,15 @@ func lazyMembers(state []storage.Event, timeline []storage.Event, self string) [
 	return out
 }
 
-func (s *Service) joinedRoom(ctx context.Context, req *httpapi.Requester, viewer rooms.Viewer, roomID string, from int64, now Token, f *filter.Filter, full, hasEvents bool) (*JoinedRoom, error) {
+// joinedRoom builds a joined room's section. full asks for the complete
+// state before the timeline (otherwise only what changed since from);
+// fresh reads the timeline from the room's start rather than from from
+// (full_state alone keeps the timeline bounded by since, as the spec says).
+func (s *Service) joinedRoom(ctx context.Context, req *httpapi.Requester, viewer rooms.Viewer, roomID string, from int64, now Token, f *filter.Filter, full, fresh, hasEvents bool) (*JoinedRoom, error) {
 	jr := &JoinedRoom{State: StateList{Events: []rooms.ClientEvent{}}, Timeline: Timeline{Events: []rooms.ClientEvent{}},
 		Ephemeral: EventList{Events: []any{}}, AccountData: EventList{Events: []any{}}}
 	tlFrom := from
-	if full {
+	if fresh {
 		tlFrom = 0
 	}
 	var tl []storage.Event
@@ -539,17 +578,9 @@ func (s *Service) joinedRoom(ctx context.Context, req *httpapi.Requester, viewer
 		if state, err = s.stateAt(ctx, roomID, first); err != nil {
 			return nil, err
 		}
-	case limited && len(tl) > 0:
-		delta, err := s.db.StateEventsBetween(ctx, roomID, from, tl[0].StreamPos-1)
-		if err != nil {
+	case hasEvents:
+		if state, err = s.stateDelta(ctx, roomID, from, now.Events, tl); err != nil {
 			return nil, err
-		}
-		latest := map[storage.StateKeyTuple]storage.Event{}
-		for _, ev := range delta {
-			latest[storage.StateKeyTuple{Type: ev.Type, StateKey: *ev.StateKey}] = ev
-		}
-		for _, ev := range latest {
-			state = append(state, ev)
 		}
 	}
 	if f.Room.State.LazyLoadMembers {
@@ -635,6 +666,47 @@ func (s *Service) joinedRoom(ctx context.Context, req *httpapi.Requester, viewer
 	}
 	jr.UnreadNotifications = &Unread{NotificationCount: n}
 	return jr, nil
+}
+
+// stateDelta is the state section of an incremental sync: for each piece
+// of state that changed in (from, to], its value at the start of the
+// timeline (the spec's "updates between since and the start of the
+// timeline", whether the timeline was limited or filtered), and its final
+// value when that is not in the timeline (a state event the timeline
+// filter hid), so that the client's state ends up right.
+func (s *Service) stateDelta(ctx context.Context, roomID string, from, to int64, tl []storage.Event) ([]storage.Event, error) {
+	changes, err := s.db.StateEventsBetween(ctx, roomID, from, to)
+	if err != nil {
+		return nil, err
+	}
+	tlStart := to + 1
+	if len(tl) > 0 {
+		tlStart = tl[0].StreamPos
+	}
+	inTimeline := make(map[string]bool, len(tl))
+	for i := range tl {
+		inTimeline[tl[i].EventID] = true
+	}
+	atStart := map[storage.StateKeyTuple]storage.Event{}
+	atEnd := map[storage.StateKeyTuple]storage.Event{}
+	for _, ev := range changes { // oldest first
+		k := storage.StateKeyTuple{Type: ev.Type, StateKey: *ev.StateKey}
+		if ev.StreamPos < tlStart {
+			atStart[k] = ev
+		}
+		atEnd[k] = ev
+	}
+	var out []storage.Event
+	for k, ev := range atEnd {
+		start, ok := atStart[k]
+		if ok {
+			out = append(out, start)
+		}
+		if (!ok || start.EventID != ev.EventID) && !inTimeline[ev.EventID] {
+			out = append(out, ev)
+		}
+	}
+	return out, nil
 }
 
 func (s *Service) summary(ctx context.Context, roomID, self string) (*Summary, error) {
