@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -123,13 +122,4 @@ func (a *API) requireMemberOrFormer(ctx context.Context, roomID, userID string) 
 // isLocalUser reports whether userID belongs to this server.
 func (a *API) isLocalUser(userID string) bool {
 	return strings.HasSuffix(userID, ":"+a.Config.ServerName) && strings.HasPrefix(userID, "@")
-}
-
-// pathUnescape decodes an already-split path parameter (ServeMux decodes
-// once; this is for values that clients double-encode).
-func pathUnescape(s string) string {
-	if u, err := url.PathUnescape(s); err == nil {
-		return u
-	}
-	return s
 }

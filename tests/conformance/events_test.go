@@ -64,6 +64,9 @@ func TestRedaction(t *testing.T) {
 	e.do("PUT", roomPath(room, "/state/m.room.name/"), alice.Token, map[string]any{"name": "before"}, 200)
 	jr := e.stateEvent(alice, room, "m.room.join_rules", "")
 	r = redact(alice, jr["event_id"].(string), "r4", map[string]any{}, 200)
+	if r["event_id"] == nil {
+		t.Fatalf("redaction of join rules returned %v", r)
+	}
 	if c := e.stateContent(alice, room, "m.room.join_rules", ""); c["join_rule"] != "public" {
 		t.Fatalf("redacted join rules lost join_rule: %v", c)
 	}
