@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/rempart-hs/rempart/internal/httpapi"
+	"github.com/rempart-hs/rempart/internal/pushrules"
 	"github.com/rempart-hs/rempart/internal/storage"
 )
 
@@ -52,7 +53,15 @@ func (s *Service) CreateAccount(ctx context.Context, tx *storage.Tx, acc NewAcco
 	if errors.Is(err, storage.ErrUserExists) {
 		return "", httpapi.UserInUse("user ID already taken")
 	}
-	return userID, err
+	if err != nil {
+		return "", err
+	}
+	// Every account starts with the default push rules in its account
+	// data, so that its first sync carries m.push_rules.
+	if _, err := tx.PutAccountData(ctx, userID, "", "m.push_rules", pushrules.AccountData(pushrules.Defaults(userID))); err != nil {
+		return "", err
+	}
+	return userID, nil
 }
 
 // CheckPasswordPolicy enforces the minimum password length.

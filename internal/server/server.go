@@ -77,7 +77,7 @@ func New(ctx context.Context, cfg config.Config) (*Server, error) {
 	rt.AddHook(auth.NewLastSeen(db, time.Minute))
 	api := &clientapi.API{Config: &s.Config, DB: db, Auth: s.Auth, Rooms: s.Rooms, Sync: s.Sync, Typing: s.Typing, Notifier: s.Notifier}
 	api.Policy = pol
-	api.DeviceHooks = append(api.DeviceHooks, s.E2EE.DeviceDeleted)
+	api.DeviceHooks = append(api.DeviceHooks, s.E2EE.DeviceDeleted, deletePushers)
 	api.Register(rt)
 	s.E2EE.Register(rt)
 	s.Media.Register(rt)
@@ -169,4 +169,9 @@ func (s *Server) Serve(ctx context.Context, ready func()) error {
 		return serveErr
 	}
 	return nil
+}
+
+// deletePushers removes the pushers a deleted device registered.
+func deletePushers(ctx context.Context, tx *storage.Tx, userID, deviceID string) error {
+	return tx.DeleteDevicePushers(ctx, userID, deviceID)
 }

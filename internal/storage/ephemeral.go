@@ -117,13 +117,16 @@ func (db *DB) UserReceipt(ctx context.Context, roomID, userID string) (int64, er
 	return *pos, nil
 }
 
-// CountUnread counts events from others after pos in a room that count as
-// notifications (messages, encrypted messages, stickers).
-func (db *DB) CountUnread(ctx context.Context, roomID, userID string, after int64) (int, error) {
-	var n int
-	err := db.queryRow(ctx, `SELECT COUNT(*) FROM events WHERE room_id = ? AND stream_pos > ? AND sender <> ?
-		AND type IN ('m.room.message', 'm.room.encrypted', 'm.sticker') AND redacted_by IS NULL AND (rel_type IS NULL OR rel_type <> 'm.replace')`, roomID, after, userID).Scan(&n)
-	return n, err
+// UnreadCandidates returns up to limit of the newest events from others
+// after pos in a room, the ones push rules are evaluated against for
+// unread counts.
+func (db *DB) UnreadCandidates(ctx context.Context, roomID, userID string, after int64, limit int) ([]Event, error) {
+	rows, err := db.query(ctx, `SELECT `+eventColumns+` FROM events WHERE room_id = ? AND stream_pos > ? AND sender <> ? AND redacted_by IS NULL
+		ORDER BY stream_pos DESC LIMIT ?`, roomID, after, userID, limit)
+	if err != nil {
+		return nil, err
+	}
+	return scanEvents(rows)
 }
 
 // CreateFilter stores a filter definition and returns its ID.

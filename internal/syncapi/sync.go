@@ -320,6 +320,7 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 		}
 	}
 	rs := &Rooms{}
+	rules := &lazyRules{db: s.db, userID: req.UserID}
 	for _, m := range memberships {
 		if !filter.AllowsRoom(f.Room.Rooms, f.Room.NotRooms, m.RoomID) {
 			continue
@@ -334,7 +335,7 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 			if !full && !active[m.RoomID] && ephemeral[m.RoomID] == nil && roomAD[m.RoomID] == nil {
 				continue
 			}
-			jr, err := s.joinedRoom(ctx, req, viewer, m.RoomID, fromEv, now, f, full, fresh, active[m.RoomID] || full)
+			jr, err := s.joinedRoom(ctx, req, viewer, m.RoomID, fromEv, now, f, full, fresh, active[m.RoomID] || full, rules)
 			if err != nil {
 				return nil, err
 			}
@@ -551,7 +552,7 @@ func lazyMembers(state []storage.Event, timeline []storage.Event, self string) [
 // state before the timeline (otherwise only what changed since from);
 // fresh reads the timeline from the room's start rather than from from
 // (full_state alone keeps the timeline bounded by since, as the spec says).
-func (s *Service) joinedRoom(ctx context.Context, req *httpapi.Requester, viewer rooms.Viewer, roomID string, from int64, now Token, f *filter.Filter, full, fresh, hasEvents bool) (*JoinedRoom, error) {
+func (s *Service) joinedRoom(ctx context.Context, req *httpapi.Requester, viewer rooms.Viewer, roomID string, from int64, now Token, f *filter.Filter, full, fresh, hasEvents bool, rules *lazyRules) (*JoinedRoom, error) {
 	jr := &JoinedRoom{State: StateList{Events: []rooms.ClientEvent{}}, Timeline: Timeline{Events: []rooms.ClientEvent{}},
 		Ephemeral: EventList{Events: []any{}}, AccountData: EventList{Events: []any{}}}
 	tlFrom := from
@@ -660,11 +661,9 @@ func (s *Service) joinedRoom(ctx context.Context, req *httpapi.Requester, viewer
 			readPos = m.StreamPos
 		}
 	}
-	n, err := s.db.CountUnread(ctx, roomID, req.UserID, readPos)
-	if err != nil {
+	if jr.UnreadNotifications, err = s.unread(ctx, rules, roomID, req.UserID, readPos); err != nil {
 		return nil, err
 	}
-	jr.UnreadNotifications = &Unread{NotificationCount: n}
 	return jr, nil
 }
 
