@@ -62,6 +62,7 @@ func (a *API) Register(rt *httpapi.Router) {
 	a.routesFilter(rt)
 	a.routesPushRules(rt)
 	a.routesPushers(rt)
+	a.routesNotifications(rt)
 	a.routesDirectory(rt)
 	a.routesReceipts(rt)
 	a.routesReadMarkers(rt)

@@ -1,9 +1,12 @@
 package clientapi
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/rempart-hs/rempart/internal/httpapi"
 	"github.com/rempart-hs/rempart/internal/pushrules"
@@ -95,22 +98,92 @@ func (a *API) getPushRuleActions(r *http.Request) (any, error) {
 	return map[string]any{"actions": rule.Actions}, nil
 }
 
-// validActions checks a push rule's actions.
-func validActions(actions []any) error {
+// Bounds on what a user may store as push rules.
+const (
+	maxUserPushRules   = 500
+	maxRuleConditions  = 20
+	maxRuleActions     = 20
+	maxRuleStringBytes = 1024
+)
+
+// cleanActions checks a push rule's actions and strips the historical
+// dont_notify and coalesce actions, which the spec says to ignore.
+func cleanActions(actions []any) ([]any, error) {
+	if len(actions) > maxRuleActions {
+		return nil, httpapi.InvalidParam("at most %d actions", maxRuleActions)
+	}
+	out := make([]any, 0, len(actions))
 	for _, act := range actions {
 		switch v := act.(type) {
 		case string:
 			switch v {
-			case "notify", "dont_notify", "coalesce":
+			case "notify":
+				out = append(out, v)
+			case "dont_notify", "coalesce":
 			default:
-				return httpapi.InvalidParam("unknown action %q", v)
+				return nil, httpapi.InvalidParam("unknown action %q", v)
 			}
 		case map[string]any:
-			if _, ok := v["set_tweak"].(string); !ok {
-				return httpapi.InvalidParam("tweak actions need set_tweak")
+			tweak, ok := v["set_tweak"].(string)
+			if !ok || tweak == "" {
+				return nil, httpapi.InvalidParam("tweak actions need set_tweak")
 			}
+			if hv, ok := v["value"]; ok && hv != nil && tweak == "highlight" {
+				if _, isBool := hv.(bool); !isBool {
+					return nil, httpapi.InvalidParam("the highlight tweak's value must be a boolean")
+				}
+			}
+			if b, _ := json.Marshal(v); len(b) > maxRuleStringBytes {
+				return nil, httpapi.InvalidParam("tweak too large")
+			}
+			out = append(out, v)
 		default:
-			return httpapi.InvalidParam("invalid action")
+			return nil, httpapi.InvalidParam("invalid action")
+		}
+	}
+	return out, nil
+}
+
+// checkConditions validates override and underride conditions. Unknown
+// condition kinds are accepted (they never match, as the spec requires).
+func checkConditions(conds []pushrules.Condition) error {
+	if len(conds) > maxRuleConditions {
+		return httpapi.InvalidParam("at most %d conditions", maxRuleConditions)
+	}
+	for _, c := range conds {
+		if c.Kind == "" {
+			return httpapi.MissingParam("condition without kind")
+		}
+		if len(c.Kind) > 255 || len(c.Key) > maxRuleStringBytes || len(c.Is) > 32 || len(c.Value) > maxRuleStringBytes ||
+			(c.Pattern != nil && len(*c.Pattern) > maxRuleStringBytes) {
+			return httpapi.InvalidParam("condition too large")
+		}
+		switch c.Kind {
+		case "event_match":
+			if c.Key == "" || c.Pattern == nil {
+				return httpapi.MissingParam("event_match needs key and pattern")
+			}
+		case "event_property_is", "event_property_contains":
+			var v any
+			if c.Key == "" || len(c.Value) == 0 {
+				return httpapi.MissingParam("%s needs key and value", c.Kind)
+			}
+			if json.Unmarshal(c.Value, &v) != nil {
+				return httpapi.BadJSON("invalid value")
+			}
+			switch v.(type) {
+			case string, float64, bool, nil:
+			default:
+				return httpapi.InvalidParam("%s's value must be a string, integer, boolean or null", c.Kind)
+			}
+		case "room_member_count":
+			if c.Is == "" {
+				return httpapi.MissingParam("room_member_count needs is")
+			}
+		case "sender_notification_permission":
+			if c.Key == "" {
+				return httpapi.MissingParam("sender_notification_permission needs key")
+			}
 		}
 	}
 	return nil
@@ -147,6 +220,9 @@ func (a *API) putPushRule(r *http.Request) (any, error) {
 	if pushrules.IsDefault(ruleID) {
 		return nil, httpapi.InvalidParam("rule IDs starting with '.' are reserved for server-default rules")
 	}
+	if strings.ContainsAny(ruleID, `/\`) {
+		return nil, httpapi.InvalidParam("rule IDs may not contain slashes or backslashes")
+	}
 	var body putRuleBody
 	if err := httpapi.DecodeJSON(r, &body); err != nil {
 		return nil, err
@@ -154,7 +230,8 @@ func (a *API) putPushRule(r *http.Request) (any, error) {
 	if body.Actions == nil {
 		return nil, httpapi.MissingParam("missing actions")
 	}
-	if err := validActions(body.Actions); err != nil {
+	actions, err := cleanActions(body.Actions)
+	if err != nil {
 		return nil, err
 	}
 	q := r.URL.Query()
@@ -162,11 +239,14 @@ func (a *API) putPushRule(r *http.Request) (any, error) {
 	if pushrules.IsDefault(before) || pushrules.IsDefault(after) {
 		return nil, httpapi.InvalidParam("before and after may not name a server-default rule")
 	}
-	rule := pushrules.Rule{RuleID: ruleID, Enabled: true, Actions: body.Actions}
+	rule := pushrules.Rule{RuleID: ruleID, Enabled: true, Actions: actions}
 	switch kind {
 	case "content":
 		if body.Pattern == nil {
 			return nil, httpapi.MissingParam("content rules need a pattern")
+		}
+		if len(*body.Pattern) > maxRuleStringBytes {
+			return nil, httpapi.InvalidParam("pattern too long")
 		}
 		rule.Pattern = body.Pattern
 	case "override", "underride":
@@ -174,10 +254,8 @@ func (a *API) putPushRule(r *http.Request) (any, error) {
 		if body.Conditions != nil {
 			conds = *body.Conditions
 		}
-		for _, c := range conds {
-			if c.Kind == "" {
-				return nil, httpapi.InvalidParam("condition without kind")
-			}
+		if err := checkConditions(conds); err != nil {
+			return nil, err
 		}
 		rule.Conditions = &conds
 	}
@@ -186,43 +264,45 @@ func (a *API) putPushRule(r *http.Request) (any, error) {
 		if err != nil {
 			return err
 		}
-		// The other rules of this kind, and where a replaced rule was.
+		// The other rules of this kind, in order, and where this one was.
 		var list []storage.StoredPushRule
-		pos := 0 // a new rule goes first: the highest priority of its kind
+		pos := -1
 		for _, s := range all {
 			if s.Kind != kind {
 				continue
 			}
-			if s.RuleID == ruleID {
-				pos = len(list)
-				var old pushrules.Rule
-				if json.Unmarshal(s.Rule, &old) == nil {
-					rule.Enabled = old.Enabled // replacing keeps enabled
-				}
+			if s.RuleID != ruleID {
+				list = append(list, s)
 				continue
 			}
-			list = append(list, s)
+			pos = len(list)
+			// Replacing a rule keeps its enabled state.
+			var old pushrules.Rule
+			if json.Unmarshal(s.Rule, &old) == nil {
+				rule.Enabled = old.Enabled
+			}
 		}
-		if ref := before + after; ref != "" {
-			if before != "" && after != "" {
-				return httpapi.InvalidParam("give before or after, not both")
+		if pos < 0 {
+			if len(all) >= maxUserPushRules {
+				return httpapi.Unknown("at most %d push rules per user", maxUserPushRules)
 			}
-			pos = -1
-			for i, s := range list {
-				if s.RuleID == ref {
-					pos = i
-					if after != "" {
-						pos = i + 1
-					}
-				}
-			}
+			pos = 0 // a new rule is the most important of its kind
+		}
+		if ref := cmp.Or(before, after); ref != "" {
+			// With both, before decides, as the spec says.
+			pos = slices.IndexFunc(list, func(s storage.StoredPushRule) bool { return s.RuleID == ref })
 			if pos < 0 {
-				return httpapi.NotFound("rule %q named in before/after does not exist", ref)
+				return httpapi.Unknown("before/after rule not found: %s", ref)
+			}
+			if before == "" {
+				pos++
 			}
 		}
-		ruleJSON, _ := json.Marshal(rule)
-		entry := storage.StoredPushRule{Kind: kind, RuleID: ruleID, Rule: ruleJSON}
-		list = append(list[:pos], append([]storage.StoredPushRule{entry}, list[pos:]...)...)
+		ruleJSON, err := json.Marshal(rule)
+		if err != nil {
+			return err
+		}
+		list = slices.Insert(list, pos, storage.StoredPushRule{Kind: kind, RuleID: ruleID, Rule: ruleJSON})
 		if err := tx.ReplacePushRulesOfKind(ctx, userID, kind, list); err != nil {
 			return err
 		}
@@ -350,12 +430,13 @@ func (a *API) putPushRuleActions(r *http.Request) (any, error) {
 	if body.Actions == nil {
 		return nil, httpapi.MissingParam("missing actions")
 	}
-	if err := validActions(body.Actions); err != nil {
+	actions, err := cleanActions(body.Actions)
+	if err != nil {
 		return nil, err
 	}
-	err := a.updateRule(r, func(rule *pushrules.Rule) { rule.Actions = body.Actions },
+	err = a.updateRule(r, func(rule *pushrules.Rule) { rule.Actions = actions },
 		func(ctx context.Context, tx *storage.Tx, userID, ruleID string) error {
-			b, _ := json.Marshal(body.Actions)
+			b, _ := json.Marshal(actions)
 			return tx.SetPushRuleActions(ctx, userID, ruleID, b)
 		})
 	if err != nil {

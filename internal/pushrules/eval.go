@@ -1,50 +1,222 @@
 package pushrules
 
 import (
+	"bytes"
 	"encoding/json"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 )
 
-// Context is what conditions need to know about the room and the user.
-type Context struct {
-	UserID          string
-	DisplayName     string
-	MemberCount     int
-	SenderPower     int64
-	NotifPowerLevel func(key string) int64
+// Event is an event prepared for evaluation: parsed and flattened once,
+// then evaluated against the rules of every member of its room.
+type Event struct {
+	flat   map[string]any // dot-separated property path → non-object value
+	roomID string
+	sender string
 }
 
-// Result is the outcome of evaluating an event.
+// NewEvent prepares an event (its full JSON) for evaluation.
+func NewEvent(eventJSON []byte) (*Event, error) {
+	var ev map[string]any
+	if err := json.Unmarshal(eventJSON, &ev); err != nil {
+		return nil, err
+	}
+	out := &Event{flat: map[string]any{}}
+	flatten("", ev, out.flat)
+	out.roomID, _ = ev["room_id"].(string)
+	out.sender, _ = ev["sender"].(string)
+	return out, nil
+}
+
+// Context is what conditions need to know about the room and the user
+// whose rules are evaluated. The functions are called only when a rule
+// needs them, so that callers can load what they answer lazily.
+type Context struct {
+	UserID      string
+	MemberCount int
+	// DisplayName returns the user's display name in the room.
+	DisplayName func() string
+	// SenderMayNotify reports whether the sender's power level reaches the
+	// level the room's power levels require for a notification key
+	// ("room"); sender_notification_permission.
+	SenderMayNotify func(key string) bool
+}
+
+// Result is the outcome of evaluating an event for one user.
 type Result struct {
 	Notify    bool
 	Highlight bool
+	// Actions are the matching rule's actions (nil when none matched).
+	Actions []any
 }
 
-// Evaluate runs the ruleset against an event (its full JSON) and returns
-// whether it notifies and highlights. The first enabled matching rule wins.
-func (rs *Ruleset) Evaluate(event []byte, ctx Context) Result {
-	var ev map[string]any
-	if json.Unmarshal(event, &ev) != nil {
-		return Result{}
-	}
-	flat := map[string]any{}
-	flatten("", ev, flat)
+// compiledRule is a rule ready for evaluation.
+type compiledRule struct {
+	kind    string
+	id      string
+	pattern *regexp.Regexp // content rules
+	conds   []compiledCond
+	result  Result
+}
+
+type compiledCond struct {
+	kind  string
+	key   string
+	re    *regexp.Regexp // event_match
+	value any            // event_property_is / _contains
+	valid bool           // false: the condition can never match
+	op    string         // room_member_count
+	n     int
+}
+
+// Compiled is a user's ruleset prepared for evaluation; it is immutable
+// and safe to share between goroutines.
+type Compiled struct {
+	rules []compiledRule
+}
+
+// Compile prepares a ruleset for evaluation. Disabled rules are dropped:
+// they never match.
+func Compile(rs *Ruleset) *Compiled {
+	c := &Compiled{}
 	for _, kind := range Kinds {
 		for _, r := range *rs.Kind(kind) {
-			if !r.Enabled || !ruleMatches(kind, &r, ev, flat, ctx) {
+			if !r.Enabled {
 				continue
 			}
-			return actionsResult(r.Actions)
+			cr := compiledRule{kind: kind, id: r.RuleID, result: actionsResult(r.Actions)}
+			switch kind {
+			case "content":
+				if r.Pattern == nil {
+					continue // a content rule without a pattern never matches
+				}
+				cr.pattern = globRegexp(*r.Pattern, true)
+			case "override", "underride":
+				if r.Conditions != nil {
+					for _, cond := range *r.Conditions {
+						cr.conds = append(cr.conds, compileCond(cond))
+					}
+				}
+			}
+			c.rules = append(c.rules, cr)
+		}
+	}
+	return c
+}
+
+func compileCond(c Condition) compiledCond {
+	cc := compiledCond{kind: c.Kind, key: c.Key}
+	switch c.Kind {
+	case "event_match":
+		if c.Pattern != nil && c.Key != "" {
+			cc.re = globRegexp(*c.Pattern, c.Key == "content.body")
+			cc.valid = true
+		}
+	case "event_property_is", "event_property_contains":
+		var v any
+		d := json.NewDecoder(bytes.NewReader(c.Value))
+		if c.Key != "" && len(c.Value) > 0 && d.Decode(&v) == nil && isScalar(v) {
+			cc.value, cc.valid = v, true
+		}
+	case "contains_display_name":
+		cc.valid = true
+	case "room_member_count":
+		cc.op, cc.n, cc.valid = parseIs(c.Is)
+	case "sender_notification_permission":
+		cc.valid = c.Key != ""
+	}
+	return cc
+}
+
+// Evaluate runs the rules against an event and returns the actions of the
+// first matching rule. Events a user sent themselves never notify them.
+func (c *Compiled) Evaluate(ev *Event, ctx Context) Result {
+	if ev.sender == ctx.UserID {
+		return Result{}
+	}
+	for i := range c.rules {
+		r := &c.rules[i]
+		if r.matches(ev, &ctx) {
+			return r.result
 		}
 	}
 	return Result{}
 }
 
+func (r *compiledRule) matches(ev *Event, ctx *Context) bool {
+	switch r.kind {
+	case "room":
+		return ev.roomID == r.id
+	case "sender":
+		return ev.sender == r.id
+	case "content":
+		body, ok := ev.flat["content.body"].(string)
+		return ok && r.pattern.MatchString(body)
+	}
+	for i := range r.conds {
+		if !r.conds[i].matches(ev, ctx) {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *compiledCond) matches(ev *Event, ctx *Context) bool {
+	if !c.valid {
+		return false // unknown or malformed conditions never match
+	}
+	switch c.kind {
+	case "event_match":
+		s, ok := ev.flat[c.key].(string)
+		return ok && c.re.MatchString(s)
+	case "event_property_is":
+		v, ok := ev.flat[c.key]
+		return ok && isScalar(v) && v == c.value
+	case "event_property_contains":
+		arr, ok := ev.flat[c.key].([]any)
+		if !ok {
+			return false
+		}
+		for _, x := range arr {
+			if isScalar(x) && x == c.value {
+				return true
+			}
+		}
+		return false
+	case "contains_display_name":
+		body, ok := ev.flat["content.body"].(string)
+		if !ok || ctx.DisplayName == nil {
+			return false
+		}
+		name := ctx.DisplayName()
+		return name != "" && literalWords(name).MatchString(body)
+	case "room_member_count":
+		return compareCount(c.op, c.n, ctx.MemberCount)
+	case "sender_notification_permission":
+		return ctx.SenderMayNotify != nil && ctx.SenderMayNotify(c.key)
+	}
+	return false
+}
+
+// isScalar reports whether v is a value event_property_is and
+// event_property_contains compare: a string, number, boolean or null.
+func isScalar(v any) bool {
+	switch v.(type) {
+	case string, float64, bool, nil:
+		return true
+	}
+	return false
+}
+
+// actionsResult reads notify and the highlight tweak from actions. The
+// historical dont_notify and coalesce actions are ignored, as the spec
+// requires.
 func actionsResult(actions []any) Result {
-	var res Result
+	res := Result{Actions: actions}
+	if res.Actions == nil {
+		res.Actions = []any{}
+	}
 	for _, a := range actions {
 		switch v := a.(type) {
 		case string:
@@ -53,6 +225,8 @@ func actionsResult(actions []any) Result {
 			}
 		case map[string]any:
 			if v["set_tweak"] == "highlight" {
+				// No value means true; an explicit null, like false, does
+				// not highlight (as Synapse reads it).
 				hv, ok := v["value"]
 				if !ok || hv == true {
 					res.Highlight = true
@@ -61,98 +235,15 @@ func actionsResult(actions []any) Result {
 		}
 	}
 	if !res.Notify {
-		res.Highlight = false
+		res.Highlight = false // a highlight without a notification counts for nothing
 	}
 	return res
 }
 
-func ruleMatches(kind string, r *Rule, ev map[string]any, flat map[string]any, ctx Context) bool {
-	switch kind {
-	case "room":
-		return ev["room_id"] == r.RuleID
-	case "sender":
-		return ev["sender"] == r.RuleID
-	case "content":
-		if r.Pattern == nil {
-			return false
-		}
-		body, _ := flat["content.body"].(string)
-		return globWords(*r.Pattern, body)
-	}
-	if r.Conditions == nil {
-		return true
-	}
-	for _, c := range *r.Conditions {
-		if !condMatches(c, flat, ctx) {
-			return false
-		}
-	}
-	return true
-}
-
-func condMatches(c Condition, flat map[string]any, ctx Context) bool {
-	switch c.Kind {
-	case "event_match":
-		if c.Pattern == nil {
-			return false
-		}
-		s, ok := flat[c.Key].(string)
-		if !ok {
-			return false
-		}
-		return globWhole(*c.Pattern, s)
-	case "event_property_is":
-		v, ok := flat[c.Key]
-		if !ok {
-			return false
-		}
-		var want any
-		if json.Unmarshal(c.Value, &want) != nil {
-			return false
-		}
-		return scalarEqual(v, want)
-	case "event_property_contains":
-		v, ok := flat[c.Key].([]any)
-		if !ok {
-			return false
-		}
-		var want any
-		if json.Unmarshal(c.Value, &want) != nil {
-			return false
-		}
-		for _, x := range v {
-			if scalarEqual(x, want) {
-				return true
-			}
-		}
-		return false
-	case "contains_display_name":
-		body, _ := flat["content.body"].(string)
-		return ctx.DisplayName != "" && globWords(ctx.DisplayName, body) // literal name as a word
-	case "room_member_count":
-		return compareCount(c.Is, ctx.MemberCount)
-	case "sender_notification_permission":
-		if ctx.NotifPowerLevel == nil {
-			return false
-		}
-		return ctx.SenderPower >= ctx.NotifPowerLevel(c.Key)
-	}
-	return false // unknown conditions never match
-}
-
-func scalarEqual(a, b any) bool {
-	switch av := a.(type) {
-	case string, bool, nil:
-		return a == b
-	case float64:
-		bv, ok := b.(float64)
-		return ok && av == bv
-	}
-	return false
-}
-
-func compareCount(is string, n int) bool {
-	op := "=="
+// parseIs parses room_member_count's "is": an integer optionally prefixed
+// by ==, <, >, >= or <=.
+func parseIs(is string) (op string, n int, ok bool) {
+	op = "=="
 	for _, p := range []string{"<=", ">=", "==", "<", ">"} {
 		if strings.HasPrefix(is, p) {
 			op, is = p, is[len(p):]
@@ -160,9 +251,13 @@ func compareCount(is string, n int) bool {
 		}
 	}
 	v, err := strconv.Atoi(is)
-	if err != nil {
-		return false
+	if err != nil || v < 0 {
+		return "", 0, false
 	}
+	return op, v, true
+}
+
+func compareCount(op string, v, n int) bool {
 	switch op {
 	case "<":
 		return n < v
@@ -176,11 +271,14 @@ func compareCount(is string, n int) bool {
 	return n == v
 }
 
-// flatten turns nested objects into dotted keys, escaping dots and
-// backslashes in keys as the spec requires ("m\.mentions").
+var pathEscaper = strings.NewReplacer(`\`, `\\`, `.`, `\.`)
+
+// flatten turns nested objects into dot-separated property paths, with
+// dots and backslashes in names escaped as the spec requires
+// ("content.m\.mentions.room"). Arrays and scalars are leaves.
 func flatten(prefix string, v map[string]any, out map[string]any) {
 	for k, val := range v {
-		key := strings.NewReplacer(`\`, `\\`, `.`, `\.`).Replace(k)
+		key := pathEscaper.Replace(k)
 		if prefix != "" {
 			key = prefix + "." + key
 		}
@@ -192,41 +290,50 @@ func flatten(prefix string, v map[string]any, out map[string]any) {
 	}
 }
 
-var globCache sync.Map // pattern+mode → *regexp.Regexp
-
+// globRegexp compiles a glob-style pattern ('*' any run of characters, '?'
+// exactly one) matched case-insensitively against a whole value or, when
+// words is set, against any substring that starts and ends at a word
+// boundary (content.body and content rules).
 func globRegexp(pattern string, words bool) *regexp.Regexp {
-	key := pattern
-	if words {
-		key = "w:" + pattern
-	}
-	if re, ok := globCache.Load(key); ok {
-		return re.(*regexp.Regexp)
-	}
 	var b strings.Builder
 	for _, r := range pattern {
 		switch r {
 		case '*':
-			b.WriteString(".*?")
+			b.WriteString(".*")
 		case '?':
 			b.WriteString(".")
 		default:
 			b.WriteString(regexp.QuoteMeta(string(r)))
 		}
 	}
-	expr := "(?is)^" + b.String() + "$"
+	return wrap(b.String(), words)
+}
+
+// literalWords matches a literal string (a display name) at word
+// boundaries, case-insensitively.
+func literalWords(s string) *regexp.Regexp { return wrap(regexp.QuoteMeta(s), true) }
+
+func wrap(expr string, words bool) *regexp.Regexp {
+	// A word boundary is the start or end of the value or any character
+	// outside [A-Za-z0-9_]: RE2's \W, ASCII-only, is exactly that.
 	if words {
-		expr = `(?is)(^|\W)` + b.String() + `(\W|$)`
+		expr = `(?is)(?:^|\W)` + expr + `(?:\W|$)`
+	} else {
+		expr = `(?is)^` + expr + `$`
 	}
 	re, err := regexp.Compile(expr)
 	if err != nil {
-		re = regexp.MustCompile(`$^`)
+		return regexp.MustCompile(`[^\x00-\x{10FFFF}]`) // matches nothing
 	}
-	globCache.Store(key, re)
 	return re
 }
 
-// globWhole matches a glob against a whole value, case-insensitively.
-func globWhole(pattern, s string) bool { return globRegexp(pattern, false).MatchString(s) }
-
-// globWords matches a glob against word boundaries within a body.
-func globWords(pattern, s string) bool { return globRegexp(pattern, true).MatchString(s) }
+// Evaluate runs a ruleset against an event's JSON for one user. Use
+// Compile and Compiled.Evaluate to evaluate many events or users.
+func (rs *Ruleset) Evaluate(eventJSON []byte, ctx Context) Result {
+	ev, err := NewEvent(eventJSON)
+	if err != nil {
+		return Result{}
+	}
+	return Compile(rs).Evaluate(ev, ctx)
+}

@@ -3,13 +3,14 @@ package pushrules
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/rempart-hs/rempart/internal/storage"
 )
 
 func TestEvaluateDefaults(t *testing.T) {
 	const me = "@bob:localhost"
 	rs := Defaults(me)
-	ctx := Context{UserID: me, DisplayName: "Bob", MemberCount: 3, SenderPower: 0,
-		NotifPowerLevel: func(string) int64 { return 50 }}
+	ctx := Context{UserID: me, DisplayName: func() string { return "Bob" }, MemberCount: 3}
 	cases := []struct {
 		name      string
 		event     map[string]any
@@ -35,7 +36,9 @@ func TestEvaluateDefaults(t *testing.T) {
 	for _, tc := range cases {
 		b, _ := json.Marshal(tc.event)
 		c := ctx
-		c.SenderPower, c.MemberCount = tc.power, tc.members
+		power := tc.power
+		c.SenderMayNotify = func(string) bool { return power >= 50 }
+		c.MemberCount = tc.members
 		got := rs.Evaluate(b, c)
 		if got.Notify != tc.notify || got.Highlight != tc.highlight {
 			t.Errorf("%s: got %+v, want notify=%v highlight=%v", tc.name, got, tc.notify, tc.highlight)
@@ -67,19 +70,128 @@ func TestUserRulesAndMaster(t *testing.T) {
 }
 
 func TestGlobAndCount(t *testing.T) {
-	if !globWhole("m.room.*", "m.room.message") || globWhole("m.room.*", "xm.room.message") {
-		t.Fatal("globWhole")
+	whole := func(p, s string) bool { return globRegexp(p, false).MatchString(s) }
+	words := func(p, s string) bool { return globRegexp(p, true).MatchString(s) }
+	// The spec's own examples (event_match and content.body).
+	if !whole("lunc?*", "Lunch plans") || !whole("lunc?*", "LUNCH") || whole("lunc?*", " lunch") || whole("lunc?*", "lunc") {
+		t.Fatal("event_match on a whole value")
 	}
-	if !globWords("cake", "I want CAKE now") || globWords("cake", "pancakes") {
-		t.Fatal("globWords")
+	if !words("ex*ple", "An example event.") || !words("ex*ple", "exple") || !words("ex*ple", "An exciting triple-whammy") {
+		t.Fatal("content.body word matching")
+	}
+	if !words("cake", "I want CAKE now") || words("cake", "pancakes") || words("cake", "cake_shop") {
+		t.Fatal("word boundaries")
+	}
+	if !whole("m.room.*", "m.room.message") || whole("m.room.*", "xm.room.message") || whole("a.b", "axb") {
+		t.Fatal("glob metacharacters")
 	}
 	for _, tc := range []struct {
 		is   string
 		n    int
 		want bool
 	}{{"2", 2, true}, {"==2", 3, false}, {"<3", 2, true}, {">=10", 9, false}, {"x", 1, false}} {
-		if compareCount(tc.is, tc.n) != tc.want {
+		op, v, ok := parseIs(tc.is)
+		if (ok && compareCount(op, v, tc.n)) != tc.want {
 			t.Errorf("compareCount(%q, %d) != %v", tc.is, tc.n, tc.want)
 		}
+	}
+}
+
+func TestConditions(t *testing.T) {
+	const me = "@bob:localhost"
+	str := func(s string) *string { return &s }
+	rule := func(conds ...Condition) *Compiled {
+		rs := Merge(me, []UserRule{{Kind: "override", Rule: Rule{RuleID: "r", Enabled: true, Conditions: &conds,
+			Actions: []any{"notify", map[string]any{"set_tweak": "highlight", "value": true}}}}}, nil)
+		return Compile(&rs)
+	}
+	ev := func(m map[string]any) *Event {
+		m["sender"] = "@alice:localhost"
+		b, _ := json.Marshal(m)
+		e, err := NewEvent(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	ctx := Context{UserID: me, MemberCount: 2, DisplayName: func() string { return "Bob B." }}
+	msg := ev(map[string]any{"type": "m.custom", "content": map[string]any{"body": "hello Bob B. !", "n": 3, "z": nil,
+		"m.federate": true, "list": []any{"x", 2, true}, "a\\b": "esc", "nested": map[string]any{"k": "v"}}})
+	cases := []struct {
+		name string
+		cond Condition
+		want bool
+	}{
+		{"is bool", Condition{Kind: "event_property_is", Key: `content.m\.federate`, Value: raw(true)}, true},
+		{"is bool vs string", Condition{Kind: "event_property_is", Key: `content.m\.federate`, Value: raw("true")}, false},
+		{"is int", Condition{Kind: "event_property_is", Key: "content.n", Value: raw(3)}, true},
+		{"is null", Condition{Kind: "event_property_is", Key: "content.z", Value: raw(nil)}, true},
+		{"is absent", Condition{Kind: "event_property_is", Key: "content.nope", Value: raw(nil)}, false},
+		{"is object", Condition{Kind: "event_property_is", Key: "content.nested", Value: raw(map[string]any{"k": "v"})}, false},
+		{"escaped backslash", Condition{Kind: "event_property_is", Key: `content.a\\b`, Value: raw("esc")}, true},
+		{"nested path", Condition{Kind: "event_match", Key: "content.nested.k", Pattern: str("V")}, true},
+		{"contains", Condition{Kind: "event_property_contains", Key: "content.list", Value: raw(2)}, true},
+		{"contains partial", Condition{Kind: "event_property_contains", Key: "content.list", Value: raw("xx")}, false},
+		{"match non-string", Condition{Kind: "event_match", Key: "content.n", Pattern: str("*")}, false},
+		{"display name", Condition{Kind: "contains_display_name"}, true},
+		{"member count", Condition{Kind: "room_member_count", Is: "<=2"}, true},
+		{"member count no", Condition{Kind: "room_member_count", Is: ">2"}, false},
+		{"no permission callback", Condition{Kind: "sender_notification_permission", Key: "room"}, false},
+		{"unknown kind", Condition{Kind: "org.example.future"}, false},
+		{"event_match without pattern", Condition{Kind: "event_match", Key: "type"}, false},
+	}
+	for _, tc := range cases {
+		got := rule(tc.cond).Evaluate(msg, ctx)
+		if got.Notify != tc.want || got.Highlight != tc.want {
+			t.Errorf("%s: got %+v, want match=%v", tc.name, got, tc.want)
+		}
+	}
+	// Own events never notify; a highlight without notify is no highlight;
+	// historical actions are ignored.
+	own := ev(map[string]any{"type": "m.room.message", "content": map[string]any{"body": "x"}})
+	if got := rule().Evaluate(own, Context{UserID: "@alice:localhost"}); got.Notify {
+		t.Error("own event notified")
+	}
+	rs := Merge(me, []UserRule{{Kind: "override", Rule: Rule{RuleID: "q", Enabled: true, Conditions: &[]Condition{},
+		Actions: []any{"dont_notify", map[string]any{"set_tweak": "highlight"}}}}}, nil)
+	if got := Compile(&rs).Evaluate(msg, ctx); got.Notify || got.Highlight {
+		t.Errorf("dont_notify rule: %+v", got)
+	}
+	// A sender rule and a disabled rule.
+	rs = Merge(me, []UserRule{
+		{Kind: "override", Rule: Rule{RuleID: "off", Enabled: false, Conditions: &[]Condition{}, Actions: []any{}}},
+		{Kind: "sender", Rule: Rule{RuleID: "@alice:localhost", Enabled: true, Actions: []any{"notify", map[string]any{"set_tweak": "highlight"}}}},
+	}, nil)
+	if got := Compile(&rs).Evaluate(own, ctx); !got.Highlight {
+		t.Errorf("sender rule: %+v", got)
+	}
+}
+
+func TestSenderLevel(t *testing.T) {
+	pl := &storage.Event{JSON: []byte(`{"content":{"users":{"@a:x":100,"@s:x":"60"},"users_default":10,"notifications":{"room":70}}}`)}
+	create := &storage.Event{JSON: []byte(`{"sender":"@c:x","content":{"room_version":"12","additional_creators":["@d:x"]}}`)}
+	if l, n := SenderLevel(pl, nil, "@a:x"); l != 100 || n["room"] != 70 {
+		t.Errorf("a: %d %v", l, n)
+	}
+	if l, _ := SenderLevel(pl, nil, "@s:x"); l != 60 {
+		t.Errorf("string level: %d", l)
+	}
+	if l, _ := SenderLevel(pl, nil, "@z:x"); l != 10 {
+		t.Errorf("default: %d", l)
+	}
+	if l, _ := SenderLevel(pl, create, "@d:x"); l < 1<<50 {
+		t.Errorf("v12 creator: %d", l)
+	}
+}
+
+// BenchmarkEvaluateDefaults is the per-member cost of evaluating a plain
+// message against the default rules on the send path.
+func BenchmarkEvaluateDefaults(b *testing.B) {
+	rs := Defaults("@bob:localhost")
+	c := Compile(&rs)
+	ev, _ := NewEvent([]byte(`{"type":"m.room.message","sender":"@a:localhost","room_id":"!r:localhost","content":{"msgtype":"m.text","body":"hello there"}}`))
+	ctx := Context{UserID: "@bob:localhost", MemberCount: 10}
+	for b.Loop() {
+		c.Evaluate(ev, ctx)
 	}
 }

@@ -23,6 +23,11 @@ func Load(ctx context.Context, src Source, userID string) (Ruleset, error) {
 	if err != nil {
 		return Ruleset{}, err
 	}
+	return build(userID, stored, ovs), nil
+}
+
+// build merges stored user rules and overrides with the defaults.
+func build(userID string, stored []storage.StoredPushRule, ovs []storage.PushRuleOverride) Ruleset {
 	user := make([]UserRule, 0, len(stored))
 	for _, s := range stored {
 		var r Rule
@@ -39,7 +44,7 @@ func Load(ctx context.Context, src Source, userID string) (Ruleset, error) {
 		}
 		overrides = append(overrides, ov)
 	}
-	return Merge(userID, user, overrides), nil
+	return Merge(userID, user, overrides)
 }
 
 // AccountData is the content of the m.push_rules account data event.

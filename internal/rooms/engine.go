@@ -47,7 +47,16 @@ type Engine struct {
 	policy         Policy
 	defaultVersion string
 	now            func() time.Time
+	storedHooks    []StoredHook
 }
+
+// StoredHook runs inside the transaction that stored a new room event,
+// after its state changes and redaction were applied (push rule
+// evaluation uses it). An error aborts the send.
+type StoredHook func(ctx context.Context, tx *storage.Tx, ev *storage.Event) error
+
+// AddStoredHook registers h; call it before the engine serves requests.
+func (e *Engine) AddStoredHook(h StoredHook) { e.storedHooks = append(e.storedHooks, h) }
 
 // Config configures an Engine.
 type Config struct {
@@ -294,6 +303,11 @@ func (e *Engine) appendInTx(ctx context.Context, tx *storage.Tx, room *storage.R
 	ev.StreamPos = pos
 	if req.Type == spec.MRoomRedaction {
 		if err := e.applyRedaction(ctx, tx, verImpl, pdu); err != nil {
+			return nil, err
+		}
+	}
+	for _, h := range e.storedHooks {
+		if err := h(ctx, tx, &ev.Event); err != nil {
 			return nil, err
 		}
 	}

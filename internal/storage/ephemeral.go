@@ -117,18 +117,6 @@ func (db *DB) UserReceipt(ctx context.Context, roomID, userID string) (int64, er
 	return *pos, nil
 }
 
-// UnreadCandidates returns up to limit of the newest events from others
-// after pos in a room, the ones push rules are evaluated against for
-// unread counts.
-func (db *DB) UnreadCandidates(ctx context.Context, roomID, userID string, after int64, limit int) ([]Event, error) {
-	rows, err := db.query(ctx, `SELECT `+eventColumns+` FROM events WHERE room_id = ? AND stream_pos > ? AND sender <> ? AND redacted_by IS NULL
-		ORDER BY stream_pos DESC LIMIT ?`, roomID, after, userID, limit)
-	if err != nil {
-		return nil, err
-	}
-	return scanEvents(rows)
-}
-
 // CreateFilter stores a filter definition and returns its ID.
 func (tx *Tx) CreateFilter(ctx context.Context, userID string, def []byte) (int64, error) {
 	return tx.insertReturningID(ctx, "filter_id", `INSERT INTO filters (user_id, json) VALUES (?, ?)`, userID, string(def))

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
+	"strings"
 )
 
 // StoredPushRule is a user-defined push rule row; Rule is its JSON.
@@ -178,4 +180,306 @@ func (tx *Tx) DeletePusher(ctx context.Context, userID, appID, pushKey string) e
 func (tx *Tx) DeleteDevicePushers(ctx context.Context, userID, deviceID string) error {
 	_, err := tx.exec(ctx, `DELETE FROM pushers WHERE user_id = ? AND device_id = ?`, userID, deviceID)
 	return err
+}
+
+// PushRulesOfUsers returns the stored rules of several users, by user, in
+// the order PushRules gives.
+func (tx *Tx) PushRulesOfUsers(ctx context.Context, userIDs []string) (map[string][]StoredPushRule, error) {
+	out := map[string][]StoredPushRule{}
+	for start := 0; start < len(userIDs); start += 500 {
+		chunk := userIDs[start:min(start+500, len(userIDs))]
+		args := make([]any, len(chunk))
+		for i, u := range chunk {
+			args[i] = u
+		}
+		rows, err := tx.query(ctx, `SELECT user_id, kind, rule_id, position, rule FROM push_rules WHERE user_id IN (`+placeholders(len(chunk))+`) ORDER BY user_id, kind, position`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var u, s string
+			var r StoredPushRule
+			if err := rows.Scan(&u, &r.Kind, &r.RuleID, &r.Position, &s); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			r.Rule = json.RawMessage(s)
+			out[u] = append(out[u], r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// PushRuleOverridesOfUsers returns several users' changes to
+// server-default rules, by user.
+func (tx *Tx) PushRuleOverridesOfUsers(ctx context.Context, userIDs []string) (map[string][]PushRuleOverride, error) {
+	out := map[string][]PushRuleOverride{}
+	for start := 0; start < len(userIDs); start += 500 {
+		chunk := userIDs[start:min(start+500, len(userIDs))]
+		args := make([]any, len(chunk))
+		for i, u := range chunk {
+			args[i] = u
+		}
+		rows, err := tx.query(ctx, `SELECT user_id, rule_id, enabled, actions FROM push_rule_overrides WHERE user_id IN (`+placeholders(len(chunk))+`)`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var u string
+			var o PushRuleOverride
+			var en sql.NullInt64
+			var act sql.NullString
+			if err := rows.Scan(&u, &o.RuleID, &en, &act); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			if en.Valid {
+				b := en.Int64 != 0
+				o.Enabled = &b
+			}
+			if act.Valid {
+				o.Actions = json.RawMessage(act.String)
+			}
+			out[u] = append(out[u], o)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// PushRecipient is a joined member of a room with the version of their
+// push rules: the account data stream position of their m.push_rules,
+// which every rule change advances (0 when they have none).
+type PushRecipient struct {
+	UserID       string
+	RulesVersion int64
+}
+
+// PushRecipients returns the joined members of a room with their rule
+// versions, read inside the transaction that stores an event.
+func (tx *Tx) PushRecipients(ctx context.Context, roomID string) ([]PushRecipient, error) {
+	rows, err := tx.query(ctx, `SELECT m.user_id, COALESCE(a.stream_pos, 0) FROM memberships m
+		LEFT JOIN account_data a ON a.user_id = m.user_id AND a.room_id = '' AND a.type = 'm.push_rules'
+		WHERE m.room_id = ? AND m.membership = 'join'`, roomID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []PushRecipient
+	for rows.Next() {
+		var p PushRecipient
+		if err := rows.Scan(&p.UserID, &p.RulesVersion); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// PushRulesVersion returns one user's rule version (see PushRecipient).
+func (tx *Tx) PushRulesVersion(ctx context.Context, userID string) (int64, error) {
+	var v int64
+	err := tx.queryRow(ctx, `SELECT stream_pos FROM account_data WHERE user_id = ? AND room_id = '' AND type = 'm.push_rules'`, userID).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return v, err
+}
+
+// PushAction is one notification decided for a user: a row of
+// event_push_actions.
+type PushAction struct {
+	UserID    string
+	RoomID    string
+	EventID   string
+	StreamPos int64
+	ThreadID  string // "main" outside threads
+	Highlight bool
+	Actions   json.RawMessage
+	TS        int64
+}
+
+// InsertPushActions stores notifications, many rows per statement.
+func (tx *Tx) InsertPushActions(ctx context.Context, acts []PushAction) error {
+	const batch = 100
+	for start := 0; start < len(acts); start += batch {
+		chunk := acts[start:min(start+batch, len(acts))]
+		var q strings.Builder
+		q.WriteString(`INSERT INTO event_push_actions (user_id, room_id, event_id, stream_pos, thread_id, highlight, actions, ts) VALUES `)
+		args := make([]any, 0, len(chunk)*8)
+		for i, a := range chunk {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?)")
+			args = append(args, a.UserID, a.RoomID, a.EventID, a.StreamPos, a.ThreadID, b2i(a.Highlight), string(a.Actions), a.TS)
+		}
+		q.WriteString(` ON CONFLICT (user_id, room_id, stream_pos) DO NOTHING`)
+		if _, err := tx.exec(ctx, q.String(), args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DeletePushActionsForEvent removes the notifications of an event (when
+// it is redacted).
+func (tx *Tx) DeletePushActionsForEvent(ctx context.Context, eventID string) error {
+	_, err := tx.exec(ctx, `DELETE FROM event_push_actions WHERE event_id = ?`, eventID)
+	return err
+}
+
+// ReadPositions are the stream positions up to which a user has read a
+// room, from their m.read and m.read.private receipts.
+type ReadPositions struct {
+	Unthreaded int64
+	Threads    map[string]int64 // thread ID ("main" included) → position
+}
+
+// Of returns the read position that applies to a thread.
+func (r ReadPositions) Of(threadID string) int64 { return max(r.Unthreaded, r.Threads[threadID]) }
+
+// UserReadPositions returns a user's read positions in a room.
+func (db *DB) UserReadPositions(ctx context.Context, roomID, userID string) (ReadPositions, error) {
+	rp := ReadPositions{Threads: map[string]int64{}}
+	rows, err := db.query(ctx, `SELECT r.thread_id, MAX(e.stream_pos) FROM receipts r JOIN events e ON e.event_id = r.event_id
+		WHERE r.room_id = ? AND r.user_id = ? AND r.receipt_type IN ('m.read', 'm.read.private') GROUP BY r.thread_id`, roomID, userID)
+	if err != nil {
+		return rp, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var t string
+		var pos int64
+		if err := rows.Scan(&t, &pos); err != nil {
+			return rp, err
+		}
+		if t == "" {
+			rp.Unthreaded = pos
+		} else {
+			rp.Threads[t] = pos
+		}
+	}
+	return rp, rows.Err()
+}
+
+// NotificationCounts are unread notification and highlight counts.
+type NotificationCounts struct {
+	Notifications int
+	Highlights    int
+}
+
+// UnreadCounts returns a user's unread notification counts in a room by
+// thread ("main" for the main timeline): the notifications after the read
+// position that applies to each thread.
+func (db *DB) UnreadCounts(ctx context.Context, roomID, userID string) (map[string]NotificationCounts, error) {
+	rp, err := db.UserReadPositions(ctx, roomID, userID)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]NotificationCounts{}
+	count := func(q string, args ...any) error {
+		rows, err := db.query(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var t string
+			var c NotificationCounts
+			if err := rows.Scan(&t, &c.Notifications, &c.Highlights); err != nil {
+				return err
+			}
+			if c.Notifications > 0 {
+				out[t] = c
+			} else {
+				delete(out, t)
+			}
+		}
+		return rows.Err()
+	}
+	if err := count(`SELECT thread_id, COUNT(*), COALESCE(SUM(highlight), 0) FROM event_push_actions
+		WHERE user_id = ? AND room_id = ? AND stream_pos > ? GROUP BY thread_id`, userID, roomID, rp.Unthreaded); err != nil {
+		return nil, err
+	}
+	// Threads read further than the unthreaded receipt are counted again
+	// from their own receipt.
+	for t, pos := range rp.Threads {
+		if _, ok := out[t]; !ok || pos <= rp.Unthreaded {
+			continue
+		}
+		delete(out, t)
+		if err := count(`SELECT thread_id, COUNT(*), COALESCE(SUM(highlight), 0) FROM event_push_actions
+			WHERE user_id = ? AND room_id = ? AND thread_id = ? AND stream_pos > ? GROUP BY thread_id`, userID, roomID, t, pos); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Notification is a row of a user's notification list with its event.
+type Notification struct {
+	PushAction
+	Event Event
+}
+
+// Notifications lists a user's notifications, newest first, with
+// stream_pos < before (all when before is 0), up to limit.
+func (db *DB) Notifications(ctx context.Context, userID string, before int64, onlyHighlight bool, limit int) ([]Notification, error) {
+	q := `SELECT p.room_id, p.event_id, p.stream_pos, p.thread_id, p.highlight, p.actions, p.ts FROM event_push_actions p WHERE p.user_id = ?`
+	args := []any{userID}
+	if before > 0 {
+		q += ` AND p.stream_pos < ?`
+		args = append(args, before)
+	}
+	if onlyHighlight {
+		q += ` AND p.highlight = 1`
+	}
+	q += ` ORDER BY p.stream_pos DESC LIMIT ?`
+	args = append(args, limit)
+	rows, err := db.query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	var out []Notification
+	var ids []string
+	for rows.Next() {
+		var n Notification
+		var hl int
+		var acts string
+		if err := rows.Scan(&n.RoomID, &n.EventID, &n.StreamPos, &n.ThreadID, &hl, &acts, &n.TS); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		n.UserID, n.Highlight, n.Actions = userID, hl != 0, json.RawMessage(acts)
+		out = append(out, n)
+		ids = append(ids, n.EventID)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	evs, err := db.GetEvents(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[string]Event, len(evs))
+	for _, ev := range evs {
+		byID[ev.EventID] = ev
+	}
+	kept := out[:0]
+	for _, n := range out {
+		if ev, ok := byID[n.EventID]; ok {
+			n.Event = ev
+			kept = append(kept, n)
+		}
+	}
+	return kept, nil
 }

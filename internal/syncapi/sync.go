@@ -115,6 +115,9 @@ type JoinedRoom struct {
 	Ephemeral           EventList `json:"ephemeral"`
 	AccountData         EventList `json:"account_data"`
 	UnreadNotifications *Unread   `json:"unread_notifications,omitempty"`
+	// UnreadThreadNotifications holds per-thread counts when the filter
+	// asks for them (unread_thread_notifications).
+	UnreadThreadNotifications map[string]*Unread `json:"unread_thread_notifications,omitempty"`
 }
 
 // InvitedRoom is a room the user is invited to.
@@ -320,7 +323,6 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 		}
 	}
 	rs := &Rooms{}
-	rules := &lazyRules{db: s.db, userID: req.UserID}
 	for _, m := range memberships {
 		if !filter.AllowsRoom(f.Room.Rooms, f.Room.NotRooms, m.RoomID) {
 			continue
@@ -335,7 +337,7 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 			if !full && !active[m.RoomID] && ephemeral[m.RoomID] == nil && roomAD[m.RoomID] == nil {
 				continue
 			}
-			jr, err := s.joinedRoom(ctx, req, viewer, m.RoomID, fromEv, now, f, full, fresh, active[m.RoomID] || full, rules)
+			jr, err := s.joinedRoom(ctx, req, viewer, m.RoomID, fromEv, now, f, full, fresh, active[m.RoomID] || full)
 			if err != nil {
 				return nil, err
 			}
@@ -552,7 +554,7 @@ func lazyMembers(state []storage.Event, timeline []storage.Event, self string) [
 // state before the timeline (otherwise only what changed since from);
 // fresh reads the timeline from the room's start rather than from from
 // (full_state alone keeps the timeline bounded by since, as the spec says).
-func (s *Service) joinedRoom(ctx context.Context, req *httpapi.Requester, viewer rooms.Viewer, roomID string, from int64, now Token, f *filter.Filter, full, fresh, hasEvents bool, rules *lazyRules) (*JoinedRoom, error) {
+func (s *Service) joinedRoom(ctx context.Context, req *httpapi.Requester, viewer rooms.Viewer, roomID string, from int64, now Token, f *filter.Filter, full, fresh, hasEvents bool) (*JoinedRoom, error) {
 	jr := &JoinedRoom{State: StateList{Events: []rooms.ClientEvent{}}, Timeline: Timeline{Events: []rooms.ClientEvent{}},
 		Ephemeral: EventList{Events: []any{}}, AccountData: EventList{Events: []any{}}}
 	tlFrom := from
@@ -652,16 +654,7 @@ func (s *Service) joinedRoom(ctx context.Context, req *httpapi.Requester, viewer
 			return nil, err
 		}
 	}
-	readPos, err := s.db.UserReceipt(ctx, roomID, req.UserID)
-	if err != nil {
-		return nil, err
-	}
-	if readPos == 0 {
-		if m, err := s.db.GetMembership(ctx, roomID, req.UserID); err == nil {
-			readPos = m.StreamPos
-		}
-	}
-	if jr.UnreadNotifications, err = s.unread(ctx, rules, roomID, req.UserID, readPos); err != nil {
+	if jr.UnreadNotifications, jr.UnreadThreadNotifications, err = s.unread(ctx, roomID, req.UserID, f.Room.Timeline.UnreadThreadNotifications); err != nil {
 		return nil, err
 	}
 	return jr, nil

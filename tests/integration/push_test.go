@@ -79,3 +79,108 @@ func TestUnreadCountsFollowPushRules(t *testing.T) {
 		t.Fatalf("muted room still counts %d", n)
 	}
 }
+
+// threadSync is the part of a raw /sync response the thread test reads.
+type threadSync struct {
+	NextBatch string `json:"next_batch"`
+	Rooms     struct {
+		Join map[string]struct {
+			Unread  *mautrix.UnreadNotificationCounts            `json:"unread_notifications"`
+			Threads map[string]*mautrix.UnreadNotificationCounts `json:"unread_thread_notifications"`
+		} `json:"join"`
+	} `json:"rooms"`
+}
+
+// TestUnreadCountsDisplayNameAndThreads: a display-name rule highlights
+// (the spec's defaults since v1.17 only highlight on m.mentions), and with
+// unread_thread_notifications the counts are split per thread and a
+// threaded receipt clears only its thread.
+func TestUnreadCountsDisplayNameAndThreads(t *testing.T) {
+	srv := testserver.Start(t)
+	ctx := context.Background()
+	alice := srv.RegisterUser("alice")
+	bob := srv.RegisterUser("bob")
+	if err := bob.SetDisplayName(ctx, "Bobby Tables"); err != nil {
+		t.Fatal(err)
+	}
+	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.JoinRoomByID(ctx, room.RoomID); err != nil {
+		t.Fatal(err)
+	}
+	_, _, since := unreadCounts(t, bob, "", room.RoomID)
+
+	// Without m.mentions, the display name alone does not highlight.
+	if _, err := alice.SendText(ctx, room.RoomID, "hi bobby tables!"); err != nil {
+		t.Fatal(err)
+	}
+	if n, h, _ := unreadCounts(t, bob, since, room.RoomID); n != 1 || h != 0 {
+		t.Fatalf("display name without a rule: %d, %d, want 1, 0", n, h)
+	}
+	// Bob asks for the legacy behaviour with a rule of his own.
+	rule := &mautrix.ReqPutPushRule{
+		Actions:    []*pushrules.PushAction{{Action: pushrules.ActionNotify}, {Action: pushrules.ActionSetTweak, Tweak: pushrules.TweakHighlight, Value: true}},
+		Conditions: []*pushrules.PushCondition{{Kind: pushrules.KindContainsDisplayName}},
+	}
+	if err := bob.PutPushRule(ctx, "global", pushrules.OverrideRule, "display-name", rule); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.SendText(ctx, room.RoomID, "Bobby Tables, again"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.SendText(ctx, room.RoomID, "Bobby Tablespoon is someone else"); err != nil {
+		t.Fatal(err)
+	}
+	if n, h, _ := unreadCounts(t, bob, since, room.RoomID); n != 3 || h != 1 {
+		t.Fatalf("with a display-name rule: %d, %d, want 3, 1", n, h)
+	}
+
+	// Threads: a root in the main timeline and two replies in its thread.
+	root, err := alice.SendText(ctx, room.RoomID, "thread root")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last id.EventID
+	for _, body := range []string{"reply 1", "reply 2"} {
+		c := &event.MessageEventContent{MsgType: event.MsgText, Body: body, RelatesTo: (&event.RelatesTo{}).SetThread(root.EventID, root.EventID)}
+		resp, err := alice.SendMessageEvent(ctx, room.RoomID, event.EventMessage, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = resp.EventID
+	}
+	if n, _, _ := unreadCounts(t, bob, since, room.RoomID); n != 6 {
+		t.Fatalf("without the thread option: %d, want 6", n)
+	}
+	threaded := func() threadSync {
+		t.Helper()
+		u := bob.BuildURLWithQuery(mautrix.ClientURLPath{"v3", "sync"}, map[string]string{
+			"since": since, "timeout": "0", "filter": `{"room":{"timeline":{"unread_thread_notifications":true}}}`})
+		var s threadSync
+		if _, err := bob.MakeRequest(ctx, "GET", u, nil, &s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	jr := threaded().Rooms.Join[string(room.RoomID)]
+	if jr.Unread == nil || jr.Unread.NotificationCount != 4 || jr.Threads[string(root.EventID)] == nil || jr.Threads[string(root.EventID)].NotificationCount != 2 {
+		t.Fatalf("split counts: main %+v, threads %+v", jr.Unread, jr.Threads)
+	}
+	// A receipt in the thread clears the thread only.
+	if err := bob.SendReceipt(ctx, room.RoomID, last, event.ReceiptTypeRead, &mautrix.ReqSendReceipt{ThreadID: string(root.EventID)}); err != nil {
+		t.Fatal(err)
+	}
+	jr = threaded().Rooms.Join[string(room.RoomID)]
+	if jr.Unread == nil || jr.Unread.NotificationCount != 4 || jr.Unread.HighlightCount != 1 || jr.Threads[string(root.EventID)] != nil {
+		t.Fatalf("after the thread receipt: main %+v, threads %+v", jr.Unread, jr.Threads)
+	}
+	// An unthreaded receipt on the latest event clears everything.
+	if err := bob.SendReceipt(ctx, room.RoomID, last, event.ReceiptTypeRead, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n, h, _ := unreadCounts(t, bob, since, room.RoomID); n != 0 || h != 0 {
+		t.Fatalf("after the unthreaded receipt: %d, %d", n, h)
+	}
+}

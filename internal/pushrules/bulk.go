@@ -1,0 +1,316 @@
+package pushrules
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/rempart-hs/rempart/internal/storage"
+)
+
+// maxCachedRulesets bounds the evaluator's cache of compiled rulesets.
+const maxCachedRulesets = 20000
+
+// Evaluator decides, when an event is stored, which local members of its
+// room it notifies, and records that in event_push_actions (the source of
+// unread counts and GET /notifications). Each member's rules are loaded
+// and compiled at most once per rule change: the cache is keyed by the
+// version of the user's rules (the stream position of their m.push_rules
+// account data, which every change advances), so it stays correct when
+// several processes share one database.
+type Evaluator struct {
+	serverName string
+
+	mu    sync.Mutex
+	cache map[string]cachedRules
+}
+
+type cachedRules struct {
+	version int64
+	rules   *Compiled
+}
+
+// NewEvaluator returns an evaluator for the local users of serverName.
+func NewEvaluator(serverName string) *Evaluator {
+	return &Evaluator{serverName: serverName, cache: map[string]cachedRules{}}
+}
+
+// EventStored is the room engine's hook: it runs inside the transaction
+// that stored ev, after the event's state changes were applied.
+func (e *Evaluator) EventStored(ctx context.Context, tx *storage.Tx, ev *storage.Event) error {
+	if ev.Type == "m.room.redaction" {
+		if target := redactedEventID(ev.JSON); target != "" {
+			if err := tx.DeletePushActionsForEvent(ctx, target); err != nil {
+				return fmt.Errorf("drop notifications of redacted event: %w", err)
+			}
+		}
+	}
+	members, err := tx.PushRecipients(ctx, ev.RoomID)
+	if err != nil {
+		return fmt.Errorf("push recipients: %w", err)
+	}
+	memberCount := len(members)
+	recipients := make([]storage.PushRecipient, 0, len(members))
+	for _, m := range members {
+		if m.UserID != ev.Sender && e.isLocal(m.UserID) {
+			recipients = append(recipients, m)
+		}
+	}
+	// An invite notifies the invitee, who is not joined yet.
+	if ev.Type == "m.room.member" && ev.StateKey != nil && *ev.StateKey != ev.Sender && e.isLocal(*ev.StateKey) {
+		var c struct {
+			Content struct {
+				Membership string `json:"membership"`
+			} `json:"content"`
+		}
+		if json.Unmarshal(ev.JSON, &c) == nil && c.Content.Membership == "invite" {
+			v, err := tx.PushRulesVersion(ctx, *ev.StateKey)
+			if err != nil {
+				return err
+			}
+			recipients = append(recipients, storage.PushRecipient{UserID: *ev.StateKey, RulesVersion: v})
+		}
+	}
+	if len(recipients) == 0 {
+		return nil
+	}
+	rules, err := e.rulesFor(ctx, tx, recipients)
+	if err != nil {
+		return err
+	}
+	pev, err := NewEvent(ev.JSON)
+	if err != nil {
+		return nil // not an object: nothing can match
+	}
+	room := &roomFacts{tx: tx, roomID: ev.RoomID, sender: ev.Sender}
+	threadID := "main"
+	if ev.RelType == "m.thread" && ev.RelatesTo != "" {
+		threadID = ev.RelatesTo
+	}
+	var acts []storage.PushAction
+	for _, r := range recipients {
+		userID := r.UserID
+		res := rules[userID].Evaluate(pev, Context{
+			UserID:          userID,
+			MemberCount:     memberCount,
+			DisplayName:     func() string { return room.displayName(ctx, userID) },
+			SenderMayNotify: func(key string) bool { return room.senderMayNotify(ctx, key) },
+		})
+		if !res.Notify {
+			continue
+		}
+		actions, _ := json.Marshal(res.Actions)
+		acts = append(acts, storage.PushAction{UserID: userID, RoomID: ev.RoomID, EventID: ev.EventID, StreamPos: ev.StreamPos,
+			ThreadID: threadID, Highlight: res.Highlight, Actions: actions, TS: ev.OriginServerTS})
+	}
+	if room.err != nil {
+		return room.err
+	}
+	return tx.InsertPushActions(ctx, acts)
+}
+
+func (e *Evaluator) isLocal(userID string) bool {
+	return strings.HasPrefix(userID, "@") && strings.HasSuffix(userID, ":"+e.serverName)
+}
+
+// rulesFor returns the compiled rules of each recipient, loading the
+// missing or outdated ones in one batch.
+func (e *Evaluator) rulesFor(ctx context.Context, tx *storage.Tx, recipients []storage.PushRecipient) (map[string]*Compiled, error) {
+	out := make(map[string]*Compiled, len(recipients))
+	var missing []string
+	versions := map[string]int64{}
+	e.mu.Lock()
+	for _, r := range recipients {
+		if c, ok := e.cache[r.UserID]; ok && c.version == r.RulesVersion {
+			out[r.UserID] = c.rules
+			continue
+		}
+		missing = append(missing, r.UserID)
+		versions[r.UserID] = r.RulesVersion
+	}
+	e.mu.Unlock()
+	if len(missing) == 0 {
+		return out, nil
+	}
+	stored, err := tx.PushRulesOfUsers(ctx, missing)
+	if err != nil {
+		return nil, fmt.Errorf("load push rules: %w", err)
+	}
+	overrides, err := tx.PushRuleOverridesOfUsers(ctx, missing)
+	if err != nil {
+		return nil, fmt.Errorf("load push rule overrides: %w", err)
+	}
+	loaded := make(map[string]*Compiled, len(missing))
+	for _, userID := range missing {
+		rs := build(userID, stored[userID], overrides[userID])
+		loaded[userID] = Compile(&rs)
+		out[userID] = loaded[userID]
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.cache)+len(loaded) > maxCachedRulesets {
+		clear(e.cache) // rare: start over rather than track recency
+	}
+	for userID, c := range loaded {
+		// The version was read inside this transaction: a rule change
+		// committed since carries a higher version and replaces it.
+		if old, ok := e.cache[userID]; !ok || old.version <= versions[userID] {
+			e.cache[userID] = cachedRules{version: versions[userID], rules: c}
+		}
+	}
+	return out, nil
+}
+
+// roomFacts loads, at most once per event and only when a rule asks, what
+// conditions need to know about the room.
+type roomFacts struct {
+	tx     *storage.Tx
+	roomID string
+	sender string
+	err    error
+
+	levelsLoaded bool
+	senderLevel  int64
+	notifLevels  map[string]int64
+
+	names map[string]string
+}
+
+func (f *roomFacts) senderMayNotify(ctx context.Context, key string) bool {
+	if !f.levelsLoaded {
+		f.levelsLoaded = true
+		f.loadLevels(ctx)
+	}
+	need, ok := f.notifLevels[key]
+	if !ok {
+		need = 50 // the spec's default for every notification key
+	}
+	return f.senderLevel >= need
+}
+
+func (f *roomFacts) loadLevels(ctx context.Context) {
+	state, err := f.tx.CurrentStateEvents(ctx, f.roomID, []storage.StateKeyTuple{{Type: "m.room.power_levels"}, {Type: "m.room.create"}})
+	if err != nil {
+		f.err = err
+		return
+	}
+	var pl, create *storage.Event
+	for i := range state {
+		switch state[i].Type {
+		case "m.room.power_levels":
+			pl = &state[i]
+		case "m.room.create":
+			create = &state[i]
+		}
+	}
+	f.senderLevel, f.notifLevels = SenderLevel(pl, create, f.sender)
+}
+
+// SenderLevel returns a user's power level in a room and the levels its
+// power_levels event requires for notification keys, from the room's
+// current m.room.power_levels and m.room.create events (either may be
+// nil). Room creators in room version 12 rank above every level.
+func SenderLevel(pl, create *storage.Event, userID string) (int64, map[string]int64) {
+	var cc struct {
+		Sender  string `json:"sender"`
+		Content struct {
+			RoomVersion        string   `json:"room_version"`
+			Creator            string   `json:"creator"`
+			AdditionalCreators []string `json:"additional_creators"`
+		} `json:"content"`
+	}
+	if create != nil {
+		_ = json.Unmarshal(create.JSON, &cc)
+	}
+	if create != nil && cc.Content.RoomVersion == "12" {
+		if userID == cc.Sender {
+			return 1 << 53, map[string]int64{}
+		}
+		for _, u := range cc.Content.AdditionalCreators {
+			if u == userID {
+				return 1 << 53, map[string]int64{}
+			}
+		}
+	}
+	if pl == nil {
+		// Without power levels the creator has 100 and everyone else 0.
+		if create != nil && (cc.Sender == userID || cc.Content.Creator == userID) {
+			return 100, map[string]int64{}
+		}
+		return 0, map[string]int64{}
+	}
+	var pc struct {
+		Content struct {
+			Users         map[string]json.Number `json:"users"`
+			UsersDefault  json.Number            `json:"users_default"`
+			Notifications map[string]json.Number `json:"notifications"`
+		} `json:"content"`
+	}
+	_ = json.Unmarshal(pl.JSON, &pc)
+	level := num(pc.Content.UsersDefault, 0)
+	if v, ok := pc.Content.Users[userID]; ok {
+		level = num(v, level)
+	}
+	notif := map[string]int64{}
+	for k, v := range pc.Content.Notifications {
+		notif[k] = num(v, 50)
+	}
+	return level, notif
+}
+
+// num reads a power level, which older room versions may give as a string.
+func num(n json.Number, def int64) int64 {
+	if n == "" {
+		return def
+	}
+	if v, err := n.Int64(); err == nil {
+		return v
+	}
+	return def
+}
+
+func (f *roomFacts) displayName(ctx context.Context, userID string) string {
+	if name, ok := f.names[userID]; ok {
+		return name
+	}
+	if f.names == nil {
+		f.names = map[string]string{}
+	}
+	state, err := f.tx.CurrentStateEvents(ctx, f.roomID, []storage.StateKeyTuple{{Type: "m.room.member", StateKey: userID}})
+	if err != nil {
+		f.err = err
+		return ""
+	}
+	name := ""
+	if len(state) > 0 {
+		var c struct {
+			Content struct {
+				Displayname string `json:"displayname"`
+			} `json:"content"`
+		}
+		_ = json.Unmarshal(state[0].JSON, &c)
+		name = c.Content.Displayname
+	}
+	f.names[userID] = name
+	return name
+}
+
+// redactedEventID returns the event a redaction redacts (top-level
+// "redacts" before room version 11, content.redacts from then on).
+func redactedEventID(eventJSON []byte) string {
+	var r struct {
+		Redacts string `json:"redacts"`
+		Content struct {
+			Redacts string `json:"redacts"`
+		} `json:"content"`
+	}
+	if json.Unmarshal(eventJSON, &r) != nil {
+		return ""
+	}
+	if r.Content.Redacts != "" {
+		return r.Content.Redacts
+	}
+	return r.Redacts
+}
