@@ -2,7 +2,8 @@
 # Runs every Rempart test on both storage backends (embedded SQLite, then
 # PostgreSQL), after gofmt, go vet and staticcheck. Starts a PostgreSQL
 # server if none answers on 127.0.0.1:5432, installing it from Debian's
-# packages when absent. Usage: scripts/test.sh [go test flags…]
+# packages when absent, and installs ClamAV's daemon for the antivirus
+# tests. Usage: scripts/test.sh [go test flags…]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CGO_ENABLED=0
@@ -23,6 +24,7 @@ fi
 PATH="$(go env GOPATH)/bin:$PATH" staticcheck -tags goolm ./...
 
 scripts/postgres.sh
+scripts/clamav.sh
 
 status=0
 echo "== go test (sqlite)"

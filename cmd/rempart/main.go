@@ -5,6 +5,7 @@
 //	rempart config check --config rempart.yaml
 //	rempart user create NAME [--admin] [--password-file F] [--config …]
 //	rempart token create [--uses N] [--expires 24h] [--config …]
+//	rempart media quarantine|unquarantine|delete|list (MXC | --user U | --room R)
 package main
 
 import (
@@ -31,6 +32,7 @@ const usage = `usage:
   rempart config check --config FILE      validate a configuration file
   rempart user create NAME [--admin] [--password-file FILE] [--config FILE]
   rempart token create [--uses N] [--expires DURATION] [--config FILE]
+  rempart media (quarantine|unquarantine|delete|list) (MXC | --user ID | --room ID) [--config FILE]
 `
 
 func main() {
@@ -67,6 +69,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if len(args) >= 2 && args[1] == "create" {
 			return cmdTokenCreate(args[2:], stdout, stderr)
 		}
+	case "media":
+		return cmdMedia(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -183,6 +183,12 @@ func sectionKey(typ string) string {
 		return "user_directory"
 	case "RoomDirectory":
 		return "room_directory"
+	case "Thumbnails", "Antivirus":
+		return "media." + strings.ToLower(typ)
+	case "ContentScanner":
+		return "media.content_scanner"
+	case "PreviewURL":
+		return "media.preview_url"
 	}
 	return strings.ToLower(typ)
 }

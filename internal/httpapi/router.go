@@ -178,6 +178,9 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Limits configures the outermost middleware.
 type Limits struct {
 	MaxBodyBytes int64
+	// BodyLimitFor, when set, may give a request another body limit (media
+	// uploads); it returns 0 to keep MaxBodyBytes.
+	BodyLimitFor func(r *http.Request) int64
 }
 
 // Middleware wraps the router with panic recovery, body size limits, CORS
@@ -208,8 +211,13 @@ func Middleware(next http.Handler, lim Limits) http.Handler {
 			sw.WriteHeader(http.StatusOK)
 			return
 		}
-		if lim.MaxBodyBytes > 0 && r.Body != nil {
-			r.Body = http.MaxBytesReader(sw, r.Body, lim.MaxBodyBytes)
+		if limit := lim.MaxBodyBytes; limit > 0 && r.Body != nil {
+			if lim.BodyLimitFor != nil {
+				if l := lim.BodyLimitFor(r); l > 0 {
+					limit = l
+				}
+			}
+			r.Body = http.MaxBytesReader(sw, r.Body, limit)
 		}
 		next.ServeHTTP(sw, r)
 	})

@@ -21,6 +21,7 @@ import (
 	"github.com/rempart-hs/rempart/internal/media"
 	"github.com/rempart-hs/rempart/internal/notifier"
 	"github.com/rempart-hs/rempart/internal/policy"
+	"github.com/rempart-hs/rempart/internal/pushrules"
 	"github.com/rempart-hs/rempart/internal/rooms"
 	"github.com/rempart-hs/rempart/internal/signing"
 	"github.com/rempart-hs/rempart/internal/storage"
@@ -64,6 +65,8 @@ func New(ctx context.Context, cfg config.Config) (*Server, error) {
 	s.Auth = auth.New(db, cfg.ServerName, cfg.Limits.PasswordHashConcurrency)
 	pol := policy.New(db, &s.Config)
 	s.Rooms = rooms.NewEngine(db, rooms.Config{ServerName: cfg.ServerName, KeyID: key.ID, Key: key.Priv, DefaultVersion: cfg.Rooms.DefaultVersion}, s.Notifier, pol)
+	// Push rules are evaluated as each event is stored, for unread counts.
+	s.Rooms.AddStoredHook(pushrules.NewEvaluator(cfg.ServerName).EventStored)
 	s.Sync = syncapi.New(db, s.Rooms, s.Notifier, s.Typing)
 	s.E2EE = e2ee.New(db, s.Notifier, s.Auth)
 	s.Sync.AddExtension(s.E2EE)
@@ -82,7 +85,7 @@ func New(ctx context.Context, cfg config.Config) (*Server, error) {
 	s.E2EE.Register(rt)
 	s.Media.Register(rt)
 	s.client = &http.Server{
-		Handler:           httpapi.Middleware(rt, httpapi.Limits{MaxBodyBytes: cfg.Limits.MaxRequestBytes}),
+		Handler:           httpapi.Middleware(rt, httpapi.Limits{MaxBodyBytes: cfg.Limits.MaxRequestBytes, BodyLimitFor: s.Media.BodyLimit}),
 		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       cfg.Limits.ReadTimeout,
