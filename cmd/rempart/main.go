@@ -6,6 +6,7 @@
 //	rempart user create NAME [--admin] [--password-file F] [--config …]
 //	rempart token create [--uses N] [--expires 24h] [--config …]
 //	rempart media quarantine|unquarantine|delete|list (MXC | --user U | --room R)
+//	rempart audit verify|list [--config …]
 package main
 
 import (
@@ -20,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rempart-hs/rempart/internal/audit"
 	"github.com/rempart-hs/rempart/internal/auth"
 	"github.com/rempart-hs/rempart/internal/config"
 	"github.com/rempart-hs/rempart/internal/server"
@@ -33,6 +35,7 @@ const usage = `usage:
   rempart user create NAME [--admin] [--password-file FILE] [--config FILE]
   rempart token create [--uses N] [--expires DURATION] [--config FILE]
   rempart media (quarantine|unquarantine|delete|list) (MXC | --user ID | --room ID) [--config FILE]
+  rempart audit (verify|list) [--config FILE]  check or read the tamper-evident audit log
 `
 
 func main() {
@@ -71,6 +74,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 	case "media":
 		return cmdMedia(args[1:], stdout, stderr)
+	case "audit":
+		return cmdAudit(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -202,11 +207,19 @@ func cmdUserCreate(args []string, stdin io.Reader, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	log, err := openAudit(cfg, db)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
 	var userID string
 	err = db.WithTx(ctx, func(tx *storage.Tx) error {
 		var err error
-		userID, err = svc.CreateAccount(ctx, tx, auth.NewAccount{Localpart: strings.ToLower(pos[0]), Admin: *admin}, hash)
-		return err
+		if userID, err = svc.CreateAccount(ctx, tx, auth.NewAccount{Localpart: strings.ToLower(pos[0]), Admin: *admin}, hash); err != nil {
+			return err
+		}
+		return log.RecordTx(ctx, tx, audit.Entry{Actor: "cli:user create", Action: "user.create", Target: userID,
+			Details: map[string]any{"admin": *admin}})
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "create user:", err)
@@ -262,7 +275,19 @@ func cmdTokenCreate(args []string, stdout, stderr io.Writer) int {
 	if *expires > 0 {
 		t.ExpiryTS = time.Now().Add(*expires).UnixMilli()
 	}
-	if err := db.WithTx(ctx, func(tx *storage.Tx) error { return tx.CreateRegistrationToken(ctx, t) }); err != nil {
+	log, err := openAudit(cfg, db)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	err = db.WithTx(ctx, func(tx *storage.Tx) error {
+		if err := tx.CreateRegistrationToken(ctx, t); err != nil {
+			return err
+		}
+		return log.RecordTx(ctx, tx, audit.Entry{Actor: "cli:token create", Action: "registration_token.create", Target: tokenRef(tok),
+			Details: map[string]any{"uses_allowed": *uses, "expiry_ts": t.ExpiryTS}})
+	})
+	if err != nil {
 		fmt.Fprintln(stderr, "create token:", err)
 		return 1
 	}

@@ -103,6 +103,16 @@ func TestServeUserCreateAndSIGTERM(t *testing.T) {
 	if err != nil || len(strings.TrimSpace(string(tok))) < 16 {
 		t.Fatalf("token create: %v %q", err, tok)
 	}
+	// Both acts are in the audit log, the token itself is not.
+	out, err = exec.Command(bin, "audit", "list", "--config", cfgPath).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"action":"user.create"`) || !strings.Contains(string(out), `"target":"@carol:localhost"`) ||
+		!strings.Contains(string(out), `"action":"registration_token.create"`) || strings.Contains(string(out), strings.TrimSpace(string(tok))) {
+		t.Fatalf("audit list: %v %s", err, out)
+	}
+	out, err = exec.Command(bin, "audit", "verify", "--config", cfgPath).CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "audit log OK: 2 records, head 2 ") {
+		t.Fatalf("audit verify: %v %s", err, out)
+	}
 
 	cmd := exec.Command(bin, "serve", "--config", cfgPath)
 	stderr, _ := cmd.StderrPipe()

@@ -63,7 +63,12 @@ func cmdMedia(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer db.Close()
-	svc, err := media.New(&cfg, db)
+	log, err := openAudit(cfg, db)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	svc, err := media.New(&cfg, db, log)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -97,11 +102,11 @@ func cmdMedia(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "mxc://%s/%s\n", cfg.ServerName, id)
 			continue
 		case "quarantine":
-			err = svc.SetQuarantined(ctx, id, true)
+			err = svc.SetQuarantined(ctx, "cli:media quarantine", id, true)
 		case "unquarantine":
-			err = svc.SetQuarantined(ctx, id, false)
+			err = svc.SetQuarantined(ctx, "cli:media unquarantine", id, false)
 		case "delete":
-			err = svc.Delete(ctx, id)
+			err = svc.Delete(ctx, "cli:media delete", id)
 		}
 		if errors.Is(err, storage.ErrNotFound) && len(pos) == 0 {
 			continue // a room may refer to media that is already gone

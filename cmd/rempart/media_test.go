@@ -107,4 +107,23 @@ func TestMediaCommands(t *testing.T) {
 	if code, _ := media("frobnicate"); code != 2 {
 		t.Fatalf("bad action: exit %d", code)
 	}
+
+	// Every quarantine and deletion is audited, and the chain verifies.
+	auditCmd := func(args ...string) (int, string) {
+		var out, errb bytes.Buffer
+		code := run(append(append([]string{"audit"}, args...), "--config", cfgPath), nil, &out, &errb)
+		return code, out.String() + errb.String()
+	}
+	if code, out := auditCmd("list", "--action", "media.quarantine"); code != 0 || strings.Count(out, "\n") != 3 || !strings.Contains(out, a1.String()) {
+		t.Fatalf("audit list: %d %s", code, out)
+	}
+	if code, out := auditCmd("list", "--action", "media.delete"); code != 0 || !strings.Contains(out, b2.String()) || !strings.Contains(out, `"actor":"cli:media delete"`) {
+		t.Fatalf("audit list deletions: %d %s", code, out)
+	}
+	if code, out := auditCmd("verify"); code != 0 || !strings.HasPrefix(out, "audit log OK: ") {
+		t.Fatalf("audit verify: %d %s", code, out)
+	}
+	if code, _ := auditCmd("frobnicate"); code != 2 {
+		t.Fatalf("bad audit action: exit %d", code)
+	}
 }

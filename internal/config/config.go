@@ -34,6 +34,9 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// SigningKeyPath is the ed25519 signing key file (generated when missing).
 	SigningKeyPath string `yaml:"signing_key_path"`
+	// AuditKeyPath is the key that chains the audit log (generated when
+	// missing). Every process sharing a database needs the same key.
+	AuditKeyPath string `yaml:"audit_key_path"`
 
 	Database      Database      `yaml:"database"`
 	Registration  Registration  `yaml:"registration"`
@@ -268,6 +271,14 @@ func (c *Config) DatabaseURL() string {
 		return c.Database.URL
 	}
 	return filepath.Join(c.DataDir, "rempart.db")
+}
+
+// AuditKeyFile returns the audit log's chain key path.
+func (c *Config) AuditKeyFile() string {
+	if c.AuditKeyPath != "" {
+		return c.AuditKeyPath
+	}
+	return filepath.Join(c.DataDir, "audit.key")
 }
 
 // KeyPath returns the signing key path.

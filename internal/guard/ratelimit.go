@@ -4,7 +4,6 @@
 package guard
 
 import (
-	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -45,7 +44,7 @@ func (l *RateLimiter) BeforeRequest(r *http.Request, route string, req *httpapi.
 	if !l.cfg.Enabled {
 		return nil
 	}
-	ip := clientIP(r)
+	ip := httpapi.ClientIP(r)
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -92,14 +91,4 @@ func (l *RateLimiter) gc(now time.Time) {
 
 func limited(retryMS int) error {
 	return httpapi.LimitExceeded("too many requests").With("retry_after_ms", int64(max(retryMS, 1)))
-}
-
-// clientIP is the remote address of the connection (reverse-proxy headers
-// are not trusted).
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"runtime/debug"
 	"strings"
@@ -22,7 +23,27 @@ type Requester struct {
 
 type ctxKey int
 
-const requesterKey ctxKey = 1
+const (
+	requesterKey ctxKey = 1
+	clientIPKey  ctxKey = 2
+)
+
+// ClientIP is the remote address of the request's connection (reverse-proxy
+// headers are not trusted).
+func ClientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// ClientIPFrom returns the client address that Middleware attached to the
+// request's context ("" outside a request).
+func ClientIPFrom(ctx context.Context) string {
+	ip, _ := ctx.Value(clientIPKey).(string)
+	return ip
+}
 
 // RequesterFrom returns the authenticated caller, or nil on public endpoints.
 func RequesterFrom(ctx context.Context) *Requester {
@@ -219,7 +240,7 @@ func Middleware(next http.Handler, lim Limits) http.Handler {
 			}
 			r.Body = http.MaxBytesReader(sw, r.Body, limit)
 		}
-		next.ServeHTTP(sw, r)
+		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), clientIPKey, ClientIP(r))))
 	})
 }
 

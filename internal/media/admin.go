@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/rempart-hs/rempart/internal/audit"
 	"github.com/rempart-hs/rempart/internal/storage"
 )
 
@@ -29,25 +30,35 @@ func (s *Service) ParseMediaRef(ref string) (string, error) {
 }
 
 // SetQuarantined quarantines (or releases) a media ID: quarantined media is
-// kept on disk for investigation but served to nobody (404).
-func (s *Service) SetQuarantined(ctx context.Context, mediaID string, q bool) error {
+// kept on disk for investigation but served to nobody (404). The act is
+// audited under actor.
+func (s *Service) SetQuarantined(ctx context.Context, actor, mediaID string, q bool) error {
+	action := "media.quarantine"
+	if !q {
+		action = "media.unquarantine"
+	}
 	return s.db.WithTx(ctx, func(tx *storage.Tx) error {
 		ok, err := tx.SetMediaQuarantined(ctx, mediaID, q)
 		if err == nil && !ok {
 			err = storage.ErrNotFound
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return s.audit.RecordTx(ctx, tx, audit.Entry{Actor: actor, Action: action, Target: "mxc://" + s.cfg.ServerName + "/" + mediaID})
 	})
 }
 
 // Delete removes a media ID and, when no other media ID or thumbnail uses
-// it, its content and cached thumbnails.
-func (s *Service) Delete(ctx context.Context, mediaID string) error {
+// it, its content and cached thumbnails. The act is audited under actor.
+func (s *Service) Delete(ctx context.Context, actor, mediaID string) error {
 	var hash string
 	err := s.db.WithTx(ctx, func(tx *storage.Tx) error {
 		var err error
-		hash, err = tx.DeleteMedia(ctx, mediaID)
-		return err
+		if hash, err = tx.DeleteMedia(ctx, mediaID); err != nil {
+			return err
+		}
+		return s.audit.RecordTx(ctx, tx, audit.Entry{Actor: actor, Action: "media.delete", Target: "mxc://" + s.cfg.ServerName + "/" + mediaID})
 	})
 	if err != nil || hash == "" {
 		return err

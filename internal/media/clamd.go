@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rempart-hs/rempart/internal/audit"
 	"github.com/rempart-hs/rempart/internal/config"
 )
 
@@ -147,11 +148,11 @@ func (c *Clamd) Ping(ctx context.Context) error {
 	return nil
 }
 
-// auditInfected records a refused infected upload or attachment: who, the
-// content's hash and the signature found, never the content. It is the one
-// place such events are reported, so that the audit log can take them
-// over.
-func auditInfected(ctx context.Context, userID, contentHash, signature, where string) {
-	slog.WarnContext(ctx, "media: infected content refused", "audit", "media.infected",
-		"user", userID, "sha256", contentHash, "signature", signature, "endpoint", where)
+// auditInfected records a refused infected upload or attachment in the
+// audit log: who, the content's hash and the signature found, never the
+// content. It is the one place such refusals are reported.
+func (s *Service) auditInfected(ctx context.Context, userID, contentHash, signature, where string) {
+	slog.WarnContext(ctx, "media: infected content refused", "user", userID, "sha256", contentHash, "signature", signature, "endpoint", where)
+	_ = s.audit.Record(ctx, audit.Entry{Actor: userID, Action: "media.infected", Target: "sha256:" + contentHash,
+		Details: map[string]any{"signature": signature, "endpoint": where}})
 }

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 
+	"github.com/rempart-hs/rempart/internal/audit"
 	"github.com/rempart-hs/rempart/internal/config"
 	"github.com/rempart-hs/rempart/internal/httpapi"
 	"github.com/rempart-hs/rempart/internal/storage"
@@ -35,6 +36,7 @@ type Service struct {
 	db    *storage.DB
 	store *Store
 	clamd *Clamd // nil: no antivirus
+	audit *audit.Log
 
 	scanner *contentScanner // nil: content-scanner API off
 	preview *previewer      // nil: URL previews off
@@ -56,14 +58,15 @@ type userRate struct {
 }
 
 // New returns the media service: it opens the media root and, when
-// configured, the antivirus client and the content scanner's key.
-func New(cfg *config.Config, db *storage.DB) (*Service, error) {
+// configured, the antivirus client and the content scanner's key. Refused
+// infected content is recorded in log.
+func New(cfg *config.Config, db *storage.DB, log *audit.Log) (*Service, error) {
 	st, err := OpenStore(cfg.MediaPath())
 	if err != nil {
 		return nil, err
 	}
 	s := &Service{
-		cfg: cfg, db: db, store: st,
+		cfg: cfg, db: db, store: st, audit: log,
 		thumbSlots: make(chan struct{}, cfg.Media.Thumbnails.Workers),
 		rates:      map[string]*userRate{},
 		stop:       make(chan struct{}),

@@ -140,7 +140,7 @@ func (s *Service) scanPlain(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if !v.Clean {
-		auditInfected(r.Context(), httpapi.RequesterFrom(r.Context()).UserID, m.ContentHash, v.Signature, "scan")
+		s.auditInfected(r.Context(), httpapi.RequesterFrom(r.Context()).UserID, m.ContentHash, v.Signature, "scan")
 	}
 	httpapi.WriteJSON(w, http.StatusOK, resultOf(v))
 	return nil
@@ -153,7 +153,7 @@ func (s *Service) downloadScanned(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	if !v.Clean {
-		auditInfected(r.Context(), httpapi.RequesterFrom(r.Context()).UserID, m.ContentHash, v.Signature, "download")
+		s.auditInfected(r.Context(), httpapi.RequesterFrom(r.Context()).UserID, m.ContentHash, v.Signature, "download")
 		return mcsErr(http.StatusForbidden, "MCS_MEDIA_NOT_CLEAN", "file is not clean: %s", v.Signature)
 	}
 	return s.serveContent(w, r, m.ContentHash, servedType(m.ContentType), m.Filename)
@@ -287,7 +287,7 @@ func (s *Service) scanAttachment(r *http.Request) (*storage.Media, Verdict, erro
 	scanKey := "enc:" + hex.EncodeToString(kh[:])
 	if clean, info, err := s.db.GetMediaScan(ctx, scanKey); err == nil {
 		if !clean {
-			auditInfected(ctx, userID, m.ContentHash, info, "scan_encrypted")
+			s.auditInfected(ctx, userID, m.ContentHash, info, "scan_encrypted")
 		}
 		return m, Verdict{Clean: clean, Signature: info}, nil
 	}
@@ -332,7 +332,7 @@ func (s *Service) scanAttachment(r *http.Request) (*storage.Media, Verdict, erro
 		slog.WarnContext(ctx, "content scanner: cache verdict", "err", err)
 	}
 	if !v.Clean {
-		auditInfected(ctx, userID, m.ContentHash, v.Signature, "scan_encrypted")
+		s.auditInfected(ctx, userID, m.ContentHash, v.Signature, "scan_encrypted")
 	}
 	return m, v, nil
 }

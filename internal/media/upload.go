@@ -193,7 +193,7 @@ func (s *Service) scanUpload(ctx context.Context, userID, hash string, tmp *Temp
 		return &httpapi.Error{Status: http.StatusServiceUnavailable, Code: "M_UNKNOWN", Message: "the antivirus scanner is unavailable; upload refused"}
 	}
 	if !v.Clean {
-		auditInfected(ctx, userID, hash, v.Signature, "upload")
+		s.auditInfected(ctx, userID, hash, v.Signature, "upload")
 		return httpapi.Forbidden("upload refused: the antivirus found %s", v.Signature).With("reason", "MCS_MEDIA_NOT_CLEAN")
 	}
 	return nil

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/rempart-hs/rempart/internal/audit"
 	"github.com/rempart-hs/rempart/internal/auth"
 	"github.com/rempart-hs/rempart/internal/clientapi"
 	"github.com/rempart-hs/rempart/internal/config"
@@ -40,6 +41,8 @@ type Server struct {
 	Typing   *typing.Tracker
 	E2EE     *e2ee.Service
 	Media    *media.Service
+	// Audit is the tamper-evident audit log of sensitive acts.
+	Audit *audit.Log
 
 	client *http.Server
 	admin  *http.Server
@@ -59,7 +62,13 @@ func New(ctx context.Context, cfg config.Config) (*Server, error) {
 		db.Close()
 		return nil, err
 	}
+	auditKey, err := audit.LoadOrCreateKey(cfg.AuditKeyFile())
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	s := &Server{Config: cfg, DB: db}
+	s.Audit = audit.New(db, auditKey)
 	s.Notifier = notifier.New(db)
 	s.Typing = typing.New(s.Notifier)
 	s.Auth = auth.New(db, cfg.ServerName, cfg.Limits.PasswordHashConcurrency)
@@ -70,7 +79,7 @@ func New(ctx context.Context, cfg config.Config) (*Server, error) {
 	s.Sync = syncapi.New(db, s.Rooms, s.Notifier, s.Typing)
 	s.E2EE = e2ee.New(db, s.Notifier, s.Auth)
 	s.Sync.AddExtension(s.E2EE)
-	if s.Media, err = media.New(&s.Config, db); err != nil {
+	if s.Media, err = media.New(&s.Config, db, s.Audit); err != nil {
 		db.Close()
 		return nil, err
 	}

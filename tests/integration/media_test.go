@@ -34,6 +34,7 @@ import (
 
 	"github.com/rempart-hs/rempart/internal/config"
 	"github.com/rempart-hs/rempart/internal/media/clamdtest"
+	"github.com/rempart-hs/rempart/internal/storage"
 	"github.com/rempart-hs/rempart/internal/testserver"
 )
 
@@ -517,6 +518,19 @@ func TestMediaAntivirus(t *testing.T) {
 	if n := len(storedFiles(t, srv)); n != 0 {
 		t.Fatalf("infected upload kept: %d files", n)
 	}
+	// The refusal is in the audit log: who, where, which signature, and the
+	// content's hash, never the content; the chain verifies.
+	recs, err := srv.Srv.DB.AuditRecords(context.Background(), 0, 10, storage.AuditFilter{Action: "media.infected"})
+	if err != nil || len(recs) != 1 || recs[0].Actor != alice.UserID.String() || !strings.HasPrefix(recs[0].Target, "sha256:") ||
+		!strings.Contains(recs[0].Details, clamdtest.Signature) || !strings.Contains(recs[0].Details, `"upload"`) || recs[0].IP != "127.0.0.1" {
+		t.Fatalf("audit of the refused upload: %+v, %v", recs, err)
+	}
+	if strings.Contains(recs[0].Details+recs[0].Target, "EICAR-STANDARD") {
+		t.Fatalf("audit record holds the content: %+v", recs[0])
+	}
+	if rep, err := srv.Srv.Audit.Verify(context.Background()); err != nil || !rep.OK() {
+		t.Fatalf("audit chain: %+v, %v", rep, err)
+	}
 	clean := upload(t, alice, []byte("a perfectly clean file"), "text/plain", "clean.txt")
 	if got, err := alice.DownloadBytes(context.Background(), clean); err != nil || string(got) != "a perfectly clean file" {
 		t.Fatalf("clean download: %v", err)
@@ -549,6 +563,10 @@ func TestMediaAntivirus(t *testing.T) {
 	res, m = mcs("POST", "/scan_encrypted", map[string]any{"file": scanFileJSON(efBad, badURI)})
 	if res.StatusCode != 200 || m["clean"] != false {
 		t.Fatalf("scan_encrypted EICAR: %d %v", res.StatusCode, m)
+	}
+	if recs, err := srv.Srv.DB.AuditRecords(context.Background(), 0, 100, storage.AuditFilter{Action: "media.infected"}); err != nil ||
+		!strings.Contains(recs[len(recs)-1].Details, `"scan_encrypted"`) {
+		t.Fatalf("audit of the infected attachment: %+v, %v", recs, err)
 	}
 	res, m = mcs("POST", "/scan_encrypted", map[string]any{"file": scanFileJSON(efGood, goodURI)})
 	if res.StatusCode != 200 || m["clean"] != true {
