@@ -55,7 +55,10 @@ func (tx *Tx) CreateUser(ctx context.Context, u User) error {
 	if isUniqueViolation(err) {
 		return ErrUserExists
 	}
-	return err
+	if err != nil || u.IsGuest {
+		return err
+	}
+	return tx.indexDirectoryUser(ctx, u.UserID, u.Localpart, u.DisplayName)
 }
 
 func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
@@ -111,6 +114,9 @@ func (tx *Tx) DeactivateUser(ctx context.Context, userID string) error {
 	if _, err := tx.exec(ctx, `DELETE FROM access_tokens WHERE user_id = ?`, userID); err != nil {
 		return err
 	}
+	if err := tx.unindexDirectoryUser(ctx, userID); err != nil {
+		return err
+	}
 	// Extra profile fields and presence (002_profile_reports.sql) go too.
 	if err := tx.DeleteProfileFields(ctx, userID); err != nil {
 		return err
@@ -127,6 +133,16 @@ func (tx *Tx) SetProfile(ctx context.Context, userID string, displayName, avatar
 	if displayName != nil {
 		if _, err := tx.exec(ctx, `UPDATE users SET displayname = ? WHERE user_id = ?`, nullString(*displayName), userID); err != nil {
 			return err
+		}
+		var localpart string
+		var inactive bool
+		if err := tx.queryRow(ctx, `SELECT localpart, deactivated <> 0 OR is_guest <> 0 FROM users WHERE user_id = ?`, userID).Scan(&localpart, &inactive); err != nil {
+			return notFound(err)
+		}
+		if !inactive {
+			if err := tx.indexDirectoryUser(ctx, userID, localpart, *displayName); err != nil {
+				return err
+			}
 		}
 	}
 	if avatarURL != nil {

@@ -91,7 +91,8 @@ type DirectoryUser struct {
 
 // UserSearch is a user directory query. Each term must match the start of
 // the localpart, the start of a word of the localpart (after '.', '_', '-'
-// or '='), or the start of a word of the display name, case-insensitively.
+// or '='), or the start of a word of the display name, case-insensitively
+// (directoryWords).
 type UserSearch struct {
 	Terms []string // lower-case, non-empty
 	// SharedWith, when not empty, restricts results to users joined to a
@@ -102,38 +103,48 @@ type UserSearch struct {
 	Limit   int
 }
 
-// likeEscape escapes LIKE wildcards in s (escape character '!').
-func likeEscape(s string) string {
-	r := strings.NewReplacer("!", "!!", "%", "!%", "_", "!_")
-	return r.Replace(s)
-}
-
 // SearchUsers runs a user directory search over active (not deactivated,
 // not guest) accounts, ordered with display-name holders first, then by
-// user ID. It returns at most s.Limit users.
+// user ID. It returns at most s.Limit users. Its cost follows what it may
+// find, not the number of accounts: a scoped search starts from the
+// searcher's rooms' members and checks each against the word index; an
+// unscoped one starts from the word index range of its longest term.
 func (db *DB) SearchUsers(ctx context.Context, s UserSearch) ([]DirectoryUser, error) {
 	if len(s.Terms) == 0 || s.Limit <= 0 {
 		return nil, nil
 	}
+	// Only active, non-guest accounts have directory words, so candidates
+	// are filtered on the word index alone and users rows are read for the
+	// matches only.
 	var q strings.Builder
 	var args []any
+	terms := s.Terms
 	if s.SharedWith != "" {
-		q.WriteString(`SELECT u.user_id, u.displayname, u.avatar_url FROM users u WHERE u.user_id IN (
-			SELECT o.user_id FROM memberships me JOIN memberships o ON o.room_id = me.room_id
-			WHERE me.user_id = ? AND me.membership = 'join' AND o.membership = 'join')`)
-		args = append(args, s.SharedWith)
+		q.WriteString(`WITH matched AS (SELECT DISTINCT p.user_id FROM memberships me JOIN memberships p ON p.room_id = me.room_id
+			WHERE me.user_id = ? AND me.membership = 'join' AND p.membership = 'join' AND p.user_id <> ?`)
+		args = append(args, s.SharedWith, s.Exclude)
 	} else {
-		q.WriteString(`SELECT u.user_id, u.displayname, u.avatar_url FROM users u WHERE 1 = 1`)
+		// The longest term is the most selective start.
+		longest := 0
+		for i, t := range terms {
+			if len(t) > len(terms[longest]) {
+				longest = i
+			}
+		}
+		lo, hi := directoryTermRange(terms[longest])
+		q.WriteString(`WITH matched AS (SELECT DISTINCT p.user_id FROM user_directory_words p WHERE p.word >= ? AND p.word < ? AND p.user_id <> ?`)
+		args = append(args, lo, hi, s.Exclude)
+		terms = append(append([]string{}, terms[:longest]...), terms[longest+1:]...)
 	}
-	q.WriteString(` AND u.deactivated = 0 AND u.is_guest = 0 AND u.user_id <> ?`)
-	args = append(args, s.Exclude)
-	for _, t := range s.Terms {
-		e := likeEscape(t)
-		q.WriteString(` AND (lower(u.localpart) LIKE ? ESCAPE '!' OR lower(u.localpart) LIKE ? ESCAPE '!' OR lower(u.localpart) LIKE ? ESCAPE '!' OR lower(u.localpart) LIKE ? ESCAPE '!' OR lower(u.localpart) LIKE ? ESCAPE '!'
-			OR lower(u.displayname) LIKE ? ESCAPE '!' OR lower(u.displayname) LIKE ? ESCAPE '!')`)
-		args = append(args, e+"%", "%."+e+"%", "%!_"+e+"%", "%-"+e+"%", "%="+e+"%", e+"%", "% "+e+"%")
+	for _, t := range terms {
+		lo, hi := directoryTermRange(t)
+		q.WriteString(` AND EXISTS (SELECT 1 FROM user_directory_words w WHERE w.user_id = p.user_id AND w.word >= ? AND w.word < ?)`)
+		args = append(args, lo, hi)
 	}
-	q.WriteString(` ORDER BY CASE WHEN u.displayname IS NULL THEN 1 ELSE 0 END, u.user_id LIMIT ?`)
+	q.WriteString(`)
+		SELECT u.user_id, u.displayname, u.avatar_url FROM matched m JOIN users u ON u.user_id = m.user_id
+		WHERE u.deactivated = 0 AND u.is_guest = 0
+		ORDER BY CASE WHEN u.displayname IS NULL THEN 1 ELSE 0 END, u.user_id LIMIT ?`)
 	args = append(args, s.Limit)
 	rows, err := db.query(ctx, q.String(), args...)
 	if err != nil {

@@ -21,12 +21,20 @@ var dialectTokens = map[Dialect]*strings.Replacer{
 		"{{serial}}", "INTEGER PRIMARY KEY AUTOINCREMENT",
 		"{{blob}}", "BLOB",
 		"{{bool}}", "INTEGER",
+		"{{binary}}", "",
 	),
 	Postgres: strings.NewReplacer(
 		"{{serial}}", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
 		"{{blob}}", "BYTEA",
 		"{{bool}}", "SMALLINT",
+		"{{binary}}", `COLLATE "C"`,
 	),
+}
+
+// goSteps are migration steps written in Go, run right after the SQL file
+// of the same version and in its transaction (data that SQL cannot derive).
+var goSteps = map[int]func(ctx context.Context, tx *Tx) error{
+	11: reindexUserDirectory,
 }
 
 // migrate applies, in order, each embedded migration not yet recorded in
@@ -83,6 +91,11 @@ func (db *DB) migrate(ctx context.Context) error {
 			for _, stmt := range splitStatements(sqlText) {
 				if _, err := tx.exec(ctx, stmt); err != nil {
 					return fmt.Errorf("%w\nstatement: %s", err, stmt)
+				}
+			}
+			if step := goSteps[m.version]; step != nil {
+				if err := step(ctx, tx); err != nil {
+					return err
 				}
 			}
 			_, err := tx.exec(ctx, `INSERT INTO schema_migrations (version, name, applied_ts) VALUES (?, ?, ?)`, m.version, m.name, time.Now().UnixMilli())

@@ -155,3 +155,30 @@ func TestUserDirectoryErrors(t *testing.T) {
 	e.doErr("POST", path, u.Token, map[string]any{"search_term": string(long)}, 400, "M_INVALID_PARAM")
 	e.doErr("POST", path, u.Token, "nope", 400, "M_NOT_JSON")
 }
+
+// TestUserDirectoryWords: terms match word starts of the localpart and of
+// the display name, Unicode case-insensitively; a renamed user is found by
+// the new name only.
+func TestUserDirectoryWords(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) { c.UserDirectory.SearchAllUsers = true })
+	searcher := e.register("scout")
+	jd := e.register("jean.dupont")
+	e.setDisplayName(jd, "Élise Brétecher")
+	for _, term := range []string{"jean", "dupont", "jean.dup", "élise", "ÉLISE", "brét", "élise bré", "dupont élise"} {
+		if r := e.udSearch(searcher, term, 10); !r.has(jd.ID) {
+			t.Fatalf("search %q did not find %s: %+v", term, jd.ID, r)
+		}
+	}
+	for _, term := range []string{"ean.dupont", "etecher", "élise zzz"} {
+		if r := e.udSearch(searcher, term, 10); r.has(jd.ID) {
+			t.Fatalf("search %q found %s", term, jd.ID)
+		}
+	}
+	e.setDisplayName(jd, "Camille Vasseur")
+	if r := e.udSearch(searcher, "élise", 10); r.has(jd.ID) {
+		t.Fatalf("found by the old display name: %+v", r)
+	}
+	if r := e.udSearch(searcher, "vasseur", 10); !r.has(jd.ID) || r.Results[0].DisplayName != "Camille Vasseur" {
+		t.Fatalf("not found by the new display name: %+v", r)
+	}
+}
