@@ -30,6 +30,9 @@ type Config struct {
 	Listen string `yaml:"listen"`
 	// AdminListen is the admin API listener (loopback by default; "" disables it).
 	AdminListen string `yaml:"admin_listen"`
+	// AdminPprof serves Go's profiler (/debug/pprof/) on the admin
+	// listener, for profiling under load. Off by default.
+	AdminPprof bool `yaml:"admin_pprof"`
 	// DataDir holds the SQLite database and the signing key.
 	DataDir string `yaml:"data_dir"`
 	// SigningKeyPath is the ed25519 signing key file (generated when missing).

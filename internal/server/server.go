@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/rempart-hs/rempart/internal/audit"
@@ -103,7 +104,7 @@ func New(ctx context.Context, cfg config.Config) (*Server, error) {
 	}
 	if cfg.AdminListen != "" {
 		s.admin = &http.Server{
-			Handler:           adminHandler(db),
+			Handler:           adminHandler(db, cfg.AdminPprof),
 			MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       cfg.Limits.ReadTimeout,
@@ -113,9 +114,17 @@ func New(ctx context.Context, cfg config.Config) (*Server, error) {
 }
 
 // adminHandler serves the admin listener. The admin API proper comes with
-// its own issue; for now it answers health checks only.
-func adminHandler(db *storage.DB) http.Handler {
+// its own issue; for now it answers health checks and, when configured,
+// serves the Go profiler.
+func adminHandler(db *storage.DB, profiler bool) http.Handler {
 	mux := http.NewServeMux()
+	if profiler {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		if _, err := db.MaxStreamPos(r.Context()); err != nil {
 			httpapi.WriteError(w, r, err)
