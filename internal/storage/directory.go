@@ -104,49 +104,127 @@ type UserSearch struct {
 }
 
 // SearchUsers runs a user directory search over active (not deactivated,
-// not guest) accounts, ordered with display-name holders first, then by
-// user ID. It returns at most s.Limit users. Its cost follows what it may
-// find, not the number of accounts: a scoped search starts from the
-// searcher's rooms' members and checks each against the word index; an
-// unscoped one starts from the word index range of its longest term.
+// not guest) accounts and returns at most s.Limit users. Its cost follows
+// what the searcher may find, not the number of accounts: only active,
+// non-guest accounts have directory words, so candidates are filtered on
+// the word index alone and users rows are read for the results only.
+//
+// A scoped search (SharedWith) walks the searcher's rooms' joined members
+// and orders its results with display-name holders first, then by user
+// ID. An unscoped one walks the word index from its longest term's prefix
+// in index order (matched word, then user ID) and stops once it has
+// enough results, so that a common prefix costs no more than a rare one.
 func (db *DB) SearchUsers(ctx context.Context, s UserSearch) ([]DirectoryUser, error) {
 	if len(s.Terms) == 0 || s.Limit <= 0 {
 		return nil, nil
 	}
-	// Only active, non-guest accounts have directory words, so candidates
-	// are filtered on the word index alone and users rows are read for the
-	// matches only.
-	var q strings.Builder
-	var args []any
-	terms := s.Terms
 	if s.SharedWith != "" {
-		q.WriteString(`WITH matched AS (SELECT DISTINCT p.user_id FROM memberships me JOIN memberships p ON p.room_id = me.room_id
-			WHERE me.user_id = ? AND me.membership = 'join' AND p.membership = 'join' AND p.user_id <> ?`)
-		args = append(args, s.SharedWith, s.Exclude)
-	} else {
-		// The longest term is the most selective start.
-		longest := 0
-		for i, t := range terms {
-			if len(t) > len(terms[longest]) {
-				longest = i
-			}
-		}
-		lo, hi := directoryTermRange(terms[longest])
-		q.WriteString(`WITH matched AS (SELECT DISTINCT p.user_id FROM user_directory_words p WHERE p.word >= ? AND p.word < ? AND p.user_id <> ?`)
-		args = append(args, lo, hi, s.Exclude)
-		terms = append(append([]string{}, terms[:longest]...), terms[longest+1:]...)
+		return db.searchPeers(ctx, s)
 	}
+	return db.searchAllUsers(ctx, s)
+}
+
+// termConditions adds, for each term, the condition that user column col
+// has a word starting with it.
+func termConditions(q *strings.Builder, args []any, col string, terms []string) []any {
 	for _, t := range terms {
 		lo, hi := directoryTermRange(t)
-		q.WriteString(` AND EXISTS (SELECT 1 FROM user_directory_words w WHERE w.user_id = p.user_id AND w.word >= ? AND w.word < ?)`)
+		q.WriteString(` AND EXISTS (SELECT 1 FROM user_directory_words w WHERE w.user_id = ` + col + ` AND w.word >= ? AND w.word < ?)`)
 		args = append(args, lo, hi)
 	}
+	return args
+}
+
+func (db *DB) searchPeers(ctx context.Context, s UserSearch) ([]DirectoryUser, error) {
+	var q strings.Builder
+	q.WriteString(`WITH matched AS (SELECT DISTINCT p.user_id FROM memberships me JOIN memberships p ON p.room_id = me.room_id
+		WHERE me.user_id = ? AND me.membership = 'join' AND p.membership = 'join' AND p.user_id <> ?`)
+	args := termConditions(&q, []any{s.SharedWith, s.Exclude}, "p.user_id", s.Terms)
 	q.WriteString(`)
 		SELECT u.user_id, u.displayname, u.avatar_url FROM matched m JOIN users u ON u.user_id = m.user_id
 		WHERE u.deactivated = 0 AND u.is_guest = 0
 		ORDER BY CASE WHEN u.displayname IS NULL THEN 1 ELSE 0 END, u.user_id LIMIT ?`)
-	args = append(args, s.Limit)
-	rows, err := db.query(ctx, q.String(), args...)
+	return db.directoryUsers(ctx, q.String(), append(args, s.Limit)...)
+}
+
+func (db *DB) searchAllUsers(ctx context.Context, s UserSearch) ([]DirectoryUser, error) {
+	// The longest term is the most selective start.
+	terms := s.Terms
+	longest := 0
+	for i, t := range terms {
+		if len(t) > len(terms[longest]) {
+			longest = i
+		}
+	}
+	lo, hi := directoryTermRange(terms[longest])
+	rest := append(append([]string{}, terms[:longest]...), terms[longest+1:]...)
+	var q strings.Builder
+	q.WriteString(`SELECT p.word, p.user_id FROM user_directory_words p
+		WHERE p.word < ? AND (p.word, p.user_id) > (?, ?) AND p.user_id <> ?`)
+	// A user can match through several words: read a few more rows than
+	// needed, and more pages while duplicates leave the list short.
+	batch := s.Limit*2 + 8
+	var ids []string
+	seen := map[string]bool{}
+	afterWord, afterUser := lo, ""
+	for len(ids) < s.Limit {
+		var qq strings.Builder
+		qq.WriteString(q.String())
+		args := termConditions(&qq, []any{hi, afterWord, afterUser, s.Exclude}, "p.user_id", rest)
+		qq.WriteString(` ORDER BY p.word, p.user_id LIMIT ?`)
+		rows, err := db.query(ctx, qq.String(), append(args, batch)...)
+		if err != nil {
+			return nil, err
+		}
+		n := 0
+		for rows.Next() {
+			n++
+			if err := rows.Scan(&afterWord, &afterUser); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			if !seen[afterUser] && len(ids) < s.Limit {
+				seen[afterUser] = true
+				ids = append(ids, afterUser)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		if n < batch {
+			break
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	found, err := db.directoryUsers(ctx, `SELECT user_id, displayname, avatar_url FROM users
+		WHERE deactivated = 0 AND is_guest = 0 AND user_id IN (`+placeholders(len(ids))+`)`, args...)
+	if err != nil {
+		return nil, err
+	}
+	// Back in the word index's order.
+	byID := make(map[string]DirectoryUser, len(found))
+	for _, u := range found {
+		byID[u.UserID] = u
+	}
+	out := make([]DirectoryUser, 0, len(found))
+	for _, id := range ids {
+		if u, ok := byID[id]; ok {
+			out = append(out, u)
+		}
+	}
+	return out, nil
+}
+
+// directoryUsers runs a query returning (user_id, displayname, avatar_url).
+func (db *DB) directoryUsers(ctx context.Context, q string, args ...any) ([]DirectoryUser, error) {
+	rows, err := db.query(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
