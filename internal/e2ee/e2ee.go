@@ -1,9 +1,9 @@
 // Package e2ee stores and routes end-to-end encryption material: device
 // keys, one-time and fallback keys, cross-signing keys and signatures,
 // to-device messages, server-side key backups and dehydrated devices
-// (MSC3814). The server never sees
-// plaintext; it checks every signature it can check before storing a key,
-// so that a key it serves is one its owner really published.
+// (MSC3814). The server never sees plaintext; it checks every signature it
+// can check before storing a key, so that a key it serves is one its owner
+// really published.
 package e2ee
 
 import (
