@@ -22,7 +22,7 @@ func (a *API) routesVersions(rt *httpapi.Router) {
 func (a *API) getVersions(r *http.Request) (any, error) {
 	return map[string]any{
 		"versions":          SpecVersions,
-		"unstable_features": map[string]bool{},
+		"unstable_features": map[string]bool{"org.matrix.msc3814": true},
 	}, nil
 }
 

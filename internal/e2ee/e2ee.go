@@ -1,8 +1,9 @@
 // Package e2ee stores and routes end-to-end encryption material: device
 // keys, one-time and fallback keys, cross-signing keys and signatures,
-// to-device messages and server-side key backups. The server never sees
-// plaintext; it checks every signature it can check before storing a key,
-// so that a key it serves is one its owner really published.
+// to-device messages, server-side key backups and dehydrated devices
+// (MSC3814). The server never sees plaintext; it checks every signature it
+// can check before storing a key, so that a key it serves is one its owner
+// really published.
 package e2ee
 
 import (
@@ -43,6 +44,7 @@ func (s *Service) Register(rt *httpapi.Router) {
 	rt.Authed(v3("POST", "/keys/signatures/upload"), s.postSignaturesUpload)
 	rt.Authed(v3("PUT", "/sendToDevice/{eventType}/{txnId}"), s.putSendToDevice)
 	s.routesBackup(rt)
+	s.routesDehydrated(rt)
 }
 
 // DeviceDeleted removes a deleted device's keys and to-device queue inside

@@ -383,8 +383,8 @@ func (tx *Tx) DeleteToDeviceUpTo(ctx context.Context, userID, deviceID string, u
 	return err
 }
 
-// DeleteDeviceE2EE removes a device's keys, signatures over them and its
-// to-device queue.
+// DeleteDeviceE2EE removes a device's keys, signatures over them, its
+// to-device queue and, if it was the user's dehydrated device, that mark.
 func (tx *Tx) DeleteDeviceE2EE(ctx context.Context, userID, deviceID string) error {
 	for _, q := range []string{
 		`DELETE FROM e2e_device_keys WHERE user_id = ? AND device_id = ?`,
@@ -392,6 +392,7 @@ func (tx *Tx) DeleteDeviceE2EE(ctx context.Context, userID, deviceID string) err
 		`DELETE FROM e2e_fallback_keys WHERE user_id = ? AND device_id = ?`,
 		`DELETE FROM e2e_signatures WHERE target_user_id = ? AND target_key_id = ?`,
 		`DELETE FROM e2e_to_device WHERE user_id = ? AND device_id = ?`,
+		`DELETE FROM dehydrated_devices WHERE user_id = ? AND device_id = ?`,
 	} {
 		if _, err := tx.exec(ctx, q, userID, deviceID); err != nil {
 			return fmt.Errorf("delete device keys: %w", err)
