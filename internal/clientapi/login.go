@@ -61,6 +61,11 @@ func (a *API) postLogin(r *http.Request) (any, error) {
 	err = a.DB.WithTx(r.Context(), func(tx *storage.Tx) error {
 		var err error
 		if req.DeviceID != "" {
+			// A dehydrated device (MSC3814) has no access token, ever: its
+			// keys and messages are only for the client that rehydrates it.
+			if d, derr := tx.DehydratedDevice(r.Context(), u.UserID); derr == nil && d.DeviceID == req.DeviceID {
+				return httpapi.Forbidden("device %s is a dehydrated device; log in with another device ID", req.DeviceID)
+			}
 			// Logging in again with a known device ID replaces its tokens.
 			if _, derr := a.DB.GetDevice(r.Context(), u.UserID, req.DeviceID); derr == nil {
 				if err := tx.DeleteDeviceTokens(r.Context(), u.UserID, req.DeviceID); err != nil {

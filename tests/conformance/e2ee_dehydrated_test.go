@@ -1,6 +1,8 @@
 package conformance
 
 import (
+	"github.com/rempart-hs/rempart/internal/testserver"
+
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -146,6 +148,10 @@ func TestDehydratedDeviceLifecycle(t *testing.T) {
 	if got["device_id"] != id || len(got) != 2 {
 		t.Fatalf("GET dehydrated_device = %v", got)
 	}
+	// Nobody gets an access token for the dehydrated device, not even its
+	// owner with the right password.
+	e.doErr("POST", "/_matrix/client/v3/login", "", map[string]any{"type": "m.login.password",
+		"identifier": map[string]any{"type": "m.id.user", "user": bob.ID}, "password": testserver.Password, "device_id": id}, 403, "M_FORBIDDEN")
 	want, _ := json.Marshal(body["device_data"])
 	if have, _ := json.Marshal(got["device_data"]); string(have) != string(want) {
 		t.Fatalf("device_data = %s, want %s", have, want)
