@@ -1,13 +1,13 @@
 package conformance
 
 import (
-	"github.com/rempart-hs/rempart/internal/testserver"
-
 	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/rempart-hs/rempart/internal/testserver"
 )
 
 // Dehydrated devices (MSC3814, unstable prefix org.matrix.msc3814.v1).
