@@ -1,0 +1,6 @@
+-- Indexes for /sync reads.
+-- A room's history of one piece of state (history visibility, a user's
+-- membership: rooms.NewVisibility via StateHistory). Without it the query
+-- planner used events_state (type, state_key, stream_pos) and read that
+-- state of every room on the server.
+CREATE INDEX events_room_state ON events (room_id, type, state_key, stream_pos);
