@@ -523,8 +523,30 @@ func (db *DB) MembershipChanges(ctx context.Context, userID string, from, to int
 
 // RoomsWithEventsBetween returns which of roomIDs have events with
 // from < stream_pos <= to.
+//
+// A narrow window (no wider than a few stream positions per room asked
+// about) is read by scanning it; a wider one by looking into each room.
 func (db *DB) RoomsWithEventsBetween(ctx context.Context, roomIDs []string, from, to int64) (map[string]bool, error) {
 	out := map[string]bool{}
+	if to <= from || len(roomIDs) == 0 {
+		return out, nil
+	}
+	if scanWindow(from, to) && to-from <= 8*int64(len(roomIDs)) {
+		want := make(map[string]bool, len(roomIDs))
+		for _, id := range roomIDs {
+			want[id] = true
+		}
+		ids, err := db.strings(ctx, `SELECT DISTINCT room_id FROM `+db.eventsByPos()+` WHERE stream_pos > ? AND stream_pos <= ?`, from, to)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range ids {
+			if want[id] {
+				out[id] = true
+			}
+		}
+		return out, nil
+	}
 	for start := 0; start < len(roomIDs); start += 500 {
 		end := min(start+500, len(roomIDs))
 		args := []any{from, to}
