@@ -513,6 +513,9 @@ func (tx *Tx) ForgetRoom(ctx context.Context, roomID, userID string) error {
 // MembershipChanges returns the user's own membership events with
 // from < stream_pos <= to, oldest first.
 func (db *DB) MembershipChanges(ctx context.Context, userID string, from, to int64) ([]Event, error) {
+	if to <= from {
+		return nil, nil
+	}
 	rows, err := db.query(ctx, `SELECT `+eventColumns+` FROM events WHERE type = 'm.room.member' AND state_key = ? AND stream_pos > ? AND stream_pos <= ? ORDER BY stream_pos`,
 		userID, from, to)
 	if err != nil {

@@ -2,6 +2,8 @@ package storage
 
 import (
 	"context"
+	"database/sql"
+	"strings"
 )
 
 // Reads for /sync whose cost follows what changed between two sync
@@ -109,4 +111,258 @@ func (db *DB) RoomStateGroup(ctx context.Context, roomID string) (int64, error) 
 	var g int64
 	err := db.queryRow(ctx, `SELECT state_group FROM rooms WHERE room_id = ?`, roomID).Scan(&g)
 	return g, notFound(err)
+}
+
+// chunks calls fn with successive slices of at most 500 of ids, the
+// bound on the IN lists of batched reads.
+func chunks(ids []string, fn func(part []string) error) error {
+	for start := 0; start < len(ids); start += 500 {
+		if err := fn(ids[start:min(start+500, len(ids))]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func stringArgs(ids []string, extra ...any) []any {
+	args := make([]any, 0, len(ids)+len(extra))
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	return append(args, extra...)
+}
+
+// StateHistoryRooms is StateHistory for several rooms and one state key:
+// the state events of that type and key in the rooms, oldest first.
+func (db *DB) StateHistoryRooms(ctx context.Context, roomIDs []string, evType, stateKey string) ([]Event, error) {
+	var out []Event
+	err := chunks(roomIDs, func(part []string) error {
+		rows, err := db.query(ctx, `SELECT `+eventColumns+` FROM events WHERE room_id IN (`+placeholders(len(part))+`) AND type = ? AND state_key = ? ORDER BY stream_pos`,
+			stringArgs(part, evType, stateKey)...)
+		if err != nil {
+			return err
+		}
+		evs, err := scanEvents(rows)
+		out = append(out, evs...)
+		return err
+	})
+	return out, err
+}
+
+// MemberCounts returns, for each of the rooms, how many memberships of
+// each value (join, invite, …) it has.
+func (db *DB) MemberCounts(ctx context.Context, roomIDs []string) (map[string]map[string]int, error) {
+	out := map[string]map[string]int{}
+	err := chunks(roomIDs, func(part []string) error {
+		rows, err := db.query(ctx, `SELECT room_id, membership, COUNT(*) FROM memberships WHERE room_id IN (`+placeholders(len(part))+`) GROUP BY room_id, membership`,
+			stringArgs(part)...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var room, m string
+			var n int
+			if err := rows.Scan(&room, &m, &n); err != nil {
+				return err
+			}
+			if out[room] == nil {
+				out[room] = map[string]int{}
+			}
+			out[room][m] = n
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// RoomsWithState returns which of the rooms have current state for at
+// least one of keys.
+func (db *DB) RoomsWithState(ctx context.Context, roomIDs []string, keys []StateKeyTuple) (map[string]bool, error) {
+	out := map[string]bool{}
+	if len(keys) == 0 {
+		return out, nil
+	}
+	err := chunks(roomIDs, func(part []string) error {
+		var conds []string
+		args := stringArgs(part)
+		for _, k := range keys {
+			conds = append(conds, `(type = ? AND state_key = ?)`)
+			args = append(args, k.Type, k.StateKey)
+		}
+		ids, err := db.strings(ctx, `SELECT DISTINCT room_id FROM current_state WHERE room_id IN (`+placeholders(len(part))+`) AND (`+strings.Join(conds, " OR ")+`)`, args...)
+		for _, id := range ids {
+			out[id] = true
+		}
+		return err
+	})
+	return out, err
+}
+
+// RoomHeroes returns up to n users joined to or invited to the room, other
+// than self, in user ID order.
+func (db *DB) RoomHeroes(ctx context.Context, roomID, self string, n int) ([]string, error) {
+	return db.strings(ctx, `SELECT user_id FROM memberships WHERE room_id = ? AND membership IN ('join', 'invite') AND user_id <> ? ORDER BY user_id LIMIT ?`, roomID, self, n)
+}
+
+// UnreadCountsRooms is UnreadCounts for several rooms at once, with a
+// fixed number of queries for all of them (plus one per thread read
+// further than the room's unthreaded receipt).
+func (db *DB) UnreadCountsRooms(ctx context.Context, roomIDs []string, userID string) (map[string]map[string]NotificationCounts, error) {
+	rps := map[string]*ReadPositions{}
+	err := chunks(roomIDs, func(part []string) error {
+		rows, err := db.query(ctx, `SELECT r.room_id, r.thread_id, MAX(e.stream_pos) FROM receipts r JOIN events e ON e.event_id = r.event_id
+			WHERE r.room_id IN (`+placeholders(len(part))+`) AND r.user_id = ? AND r.receipt_type IN ('m.read', 'm.read.private') GROUP BY r.room_id, r.thread_id`,
+			stringArgs(part, userID)...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var room, t string
+			var pos int64
+			if err := rows.Scan(&room, &t, &pos); err != nil {
+				return err
+			}
+			rp := rps[room]
+			if rp == nil {
+				rp = &ReadPositions{Threads: map[string]int64{}}
+				rps[room] = rp
+			}
+			if t == "" {
+				rp.Unthreaded = pos
+			} else {
+				rp.Threads[t] = pos
+			}
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]map[string]NotificationCounts{}
+	add := func(rows *sql.Rows) error {
+		defer rows.Close()
+		for rows.Next() {
+			var room, t string
+			var c NotificationCounts
+			if err := rows.Scan(&room, &t, &c.Notifications, &c.Highlights); err != nil {
+				return err
+			}
+			if out[room] == nil {
+				out[room] = map[string]NotificationCounts{}
+			}
+			if c.Notifications > 0 {
+				out[room][t] = c
+			} else {
+				delete(out[room], t)
+			}
+		}
+		return rows.Err()
+	}
+	// Each room counted from its own unthreaded read position.
+	err = chunks(roomIDs, func(part []string) error {
+		var b strings.Builder
+		args := make([]any, 0, 2*len(part)+1)
+		b.WriteString(`WITH rp (room_id, pos) AS (VALUES `)
+		for i, room := range part {
+			if i > 0 {
+				b.WriteString(`, `)
+			}
+			b.WriteString(`(CAST(? AS TEXT), CAST(? AS BIGINT))`)
+			var pos int64
+			if rp := rps[room]; rp != nil {
+				pos = rp.Unthreaded
+			}
+			args = append(args, room, pos)
+		}
+		b.WriteString(`) SELECT p.room_id, p.thread_id, COUNT(*), COALESCE(SUM(p.highlight), 0) FROM rp CROSS JOIN event_push_actions p
+			WHERE p.user_id = ? AND p.room_id = rp.room_id AND p.stream_pos > rp.pos GROUP BY p.room_id, p.thread_id`)
+		args = append(args, userID)
+		rows, err := db.query(ctx, b.String(), args...)
+		if err != nil {
+			return err
+		}
+		return add(rows)
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Threads read further than the unthreaded receipt are counted again
+	// from their own receipt.
+	for room, rp := range rps {
+		for t, pos := range rp.Threads {
+			if _, ok := out[room][t]; !ok || pos <= rp.Unthreaded {
+				continue
+			}
+			delete(out[room], t)
+			rows, err := db.query(ctx, `SELECT room_id, thread_id, COUNT(*), COALESCE(SUM(highlight), 0) FROM event_push_actions
+				WHERE user_id = ? AND room_id = ? AND thread_id = ? AND stream_pos > ? GROUP BY room_id, thread_id`, userID, room, t, pos)
+			if err != nil {
+				return nil, err
+			}
+			if err := add(rows); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// CurrentStateRooms returns the current state events of the rooms, member
+// events included only when withMembers is set.
+func (db *DB) CurrentStateRooms(ctx context.Context, roomIDs []string, withMembers bool) ([]Event, error) {
+	cond := ``
+	if !withMembers {
+		cond = ` AND c.type <> 'm.room.member'`
+	}
+	var out []Event
+	err := chunks(roomIDs, func(part []string) error {
+		rows, err := db.query(ctx, `SELECT `+eventColumnsE+` FROM current_state c JOIN events e ON e.event_id = c.event_id
+			WHERE c.room_id IN (`+placeholders(len(part))+`)`+cond, stringArgs(part)...)
+		if err != nil {
+			return err
+		}
+		evs, err := scanEvents(rows)
+		out = append(out, evs...)
+		return err
+	})
+	return out, err
+}
+
+// RoomUser names a user in a room.
+type RoomUser struct {
+	RoomID string
+	UserID string
+}
+
+// CurrentMemberEvents returns the current m.room.member events of the
+// given users in the given rooms (none for a user without one).
+func (db *DB) CurrentMemberEvents(ctx context.Context, pairs []RoomUser) ([]Event, error) {
+	var out []Event
+	for start := 0; start < len(pairs); start += 500 {
+		part := pairs[start:min(start+500, len(pairs))]
+		var b strings.Builder
+		args := make([]any, 0, 2*len(part))
+		b.WriteString(`WITH need (room_id, user_id) AS (VALUES `)
+		for i, p := range part {
+			if i > 0 {
+				b.WriteString(`, `)
+			}
+			b.WriteString(`(CAST(? AS TEXT), CAST(? AS TEXT))`)
+			args = append(args, p.RoomID, p.UserID)
+		}
+		b.WriteString(`) SELECT ` + eventColumnsE + ` FROM need CROSS JOIN current_state c JOIN events e ON e.event_id = c.event_id
+			WHERE c.room_id = need.room_id AND c.type = 'm.room.member' AND c.state_key = need.user_id`)
+		rows, err := db.query(ctx, b.String(), args...)
+		if err != nil {
+			return nil, err
+		}
+		evs, err := scanEvents(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, evs...)
+	}
+	return out, nil
 }
