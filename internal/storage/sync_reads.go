@@ -366,3 +366,23 @@ func (db *DB) CurrentMemberEvents(ctx context.Context, pairs []RoomUser) ([]Even
 	}
 	return out, nil
 }
+
+// SyncMemberships is UserMemberships without the event IDs: the user's
+// current memberships (forgotten ones excluded) with room, membership and
+// stream position, read from index memberships_user_sync alone.
+func (db *DB) SyncMemberships(ctx context.Context, userID string) ([]Membership, error) {
+	rows, err := db.query(ctx, `SELECT room_id, membership, stream_pos FROM memberships WHERE user_id = ? AND forgotten = 0`, userID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Membership
+	for rows.Next() {
+		m := Membership{UserID: userID}
+		if err := rows.Scan(&m.RoomID, &m.Membership, &m.StreamPos); err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}

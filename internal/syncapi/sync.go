@@ -262,7 +262,7 @@ func (s *Service) Handle(r *http.Request) (any, error) {
 func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Token, now Token, f *filter.Filter, fullState bool) (*Response, error) {
 	resp := &Response{NextBatch: now.String()}
 	viewer := rooms.Viewer{UserID: req.UserID, DeviceID: req.DeviceID}
-	memberships, err := s.db.UserMemberships(ctx, req.UserID)
+	memberships, err := s.db.SyncMemberships(ctx, req.UserID)
 	if err != nil {
 		return nil, err
 	}

@@ -4,3 +4,7 @@
 -- planner used events_state (type, state_key, stream_pos) and read that
 -- state of every room on the server.
 CREATE INDEX events_room_state ON events (room_id, type, state_key, stream_pos);
+
+-- The rooms of a user with the membership fields a sync needs, read from
+-- the index alone (SyncMemberships) on every sync.
+CREATE INDEX memberships_user_sync ON memberships (user_id, forgotten, room_id, membership, stream_pos);
