@@ -81,3 +81,29 @@ func TestWakeRoomSeesMembershipChangesOfOtherWriters(t *testing.T) {
 		t.Fatal("a user who left was not woken")
 	}
 }
+
+// BenchmarkWakeRoom is waking a 1,000-member room with one sync waiting:
+// a primary-key read of the room's state group, the member list coming
+// from the cache.
+func BenchmarkWakeRoom(b *testing.B) {
+	srv := testserver.Start(b)
+	ctx := context.Background()
+	eng := srv.Srv.Rooms
+	alice := srv.RegisterUser("alice").UserID.String()
+	roomID, err := eng.Create(ctx, rooms.CreateRequest{Creator: alice, Preset: "public_chat"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < 1000; i++ {
+		u := fmt.Sprintf("@m%d:%s", i, srv.Config.ServerName)
+		if _, err := eng.ChangeMembership(ctx, rooms.MembershipRequest{RoomID: roomID, Sender: u, Target: u, Membership: "join"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	n := srv.Srv.Notifier
+	_, cancel := n.Listen(alice)
+	defer cancel()
+	for b.Loop() {
+		n.WakeRoom(roomID)
+	}
+}
