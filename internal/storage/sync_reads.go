@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"database/sql"
+	"sort"
 	"strings"
 	"time"
 )
@@ -137,8 +138,12 @@ func stringArgs(ids []string, extra ...any) []any {
 // the state events of that type and key in the rooms, oldest first.
 func (db *DB) StateHistoryRooms(ctx context.Context, roomIDs []string, evType, stateKey string) ([]Event, error) {
 	var out []Event
+	// Sorted here: with ORDER BY, SQLite prefers events_state (type,
+	// state_key, stream_pos), already in that order, which reads the state
+	// of every room on the server.
+	defer func() { sort.SliceStable(out, func(i, j int) bool { return out[i].StreamPos < out[j].StreamPos }) }()
 	err := chunks(roomIDs, func(part []string) error {
-		rows, err := db.query(ctx, `SELECT `+eventColumns+` FROM events WHERE room_id IN (`+placeholders(len(part))+`) AND type = ? AND state_key = ? ORDER BY stream_pos`,
+		rows, err := db.query(ctx, `SELECT `+eventColumns+` FROM events WHERE room_id IN (`+placeholders(len(part))+`) AND type = ? AND state_key = ?`,
 			stringArgs(part, evType, stateKey)...)
 		if err != nil {
 			return err
