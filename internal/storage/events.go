@@ -539,7 +539,7 @@ func (db *DB) RoomsWithEventsBetween(ctx context.Context, roomIDs []string, from
 		for _, id := range roomIDs {
 			want[id] = true
 		}
-		ids, err := db.strings(ctx, `SELECT DISTINCT room_id FROM `+db.eventsByPos()+` WHERE stream_pos > ? AND stream_pos <= ?`, from, to)
+		ids, err := db.strings(ctx, db.roomsInWindowSQL(), from, to)
 		if err != nil {
 			return nil, err
 		}
@@ -638,15 +638,22 @@ func (db *DB) StreamPos(ctx context.Context, name string) (int64, error) {
 // StateHistory returns the state events of one type (and state key, unless
 // stateKey is nil) in a room, oldest first.
 func (db *DB) StateHistory(ctx context.Context, roomID, evType string, stateKey *string) ([]Event, error) {
-	q := `SELECT ` + eventColumns + ` FROM events WHERE room_id = ? AND type = ? AND state_key IS NOT NULL`
 	args := []any{roomID, evType}
 	if stateKey != nil {
-		q += ` AND state_key = ?`
 		args = append(args, *stateKey)
 	}
-	rows, err := db.query(ctx, q+` ORDER BY stream_pos`, args...)
+	rows, err := db.query(ctx, stateHistorySQL(stateKey != nil), args...)
 	if err != nil {
 		return nil, err
 	}
 	return scanEvents(rows)
+}
+
+// stateHistorySQL is StateHistory's query, for one state key or all.
+func stateHistorySQL(withKey bool) string {
+	q := `SELECT ` + eventColumns + ` FROM events WHERE room_id = ? AND type = ? AND state_key IS NOT NULL`
+	if withKey {
+		q += ` AND state_key = ?`
+	}
+	return q + ` ORDER BY stream_pos`
 }

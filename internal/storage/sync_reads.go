@@ -39,21 +39,25 @@ func (db *DB) JoinedRoomMemberEvents(ctx context.Context, userID string, from, t
 	if to <= from {
 		return nil, nil
 	}
-	var q string
-	if scanWindow(from, to) {
-		q = `SELECT ` + eventColumns + ` FROM ` + db.eventsByPos() + ` WHERE stream_pos > ? AND stream_pos <= ? AND type = 'm.room.member'
-			AND EXISTS (SELECT 1 FROM memberships m WHERE m.room_id = events.room_id AND m.user_id = ? AND m.membership = 'join')
-			ORDER BY stream_pos`
-	} else {
-		q = `SELECT ` + eventColumnsE + ` FROM memberships m CROSS JOIN events e
-			WHERE m.user_id = ? AND m.membership = 'join' AND e.room_id = m.room_id AND e.stream_pos > ? AND e.stream_pos <= ? AND e.type = 'm.room.member'
-			ORDER BY e.stream_pos`
-	}
-	var rows, err = db.query(ctx, q, windowArgs(scanWindow(from, to), userID, from, to)...)
+	scan := scanWindow(from, to)
+	rows, err := db.query(ctx, db.joinedRoomMemberEventsSQL(scan), windowArgs(scan, userID, from, to)...)
 	if err != nil {
 		return nil, err
 	}
 	return scanEvents(rows)
+}
+
+// joinedRoomMemberEventsSQL is JoinedRoomMemberEvents' query, scanning the
+// window or going through the user's rooms.
+func (db *DB) joinedRoomMemberEventsSQL(scan bool) string {
+	if scan {
+		return `SELECT ` + eventColumns + ` FROM ` + db.eventsByPos() + ` WHERE stream_pos > ? AND stream_pos <= ? AND type = 'm.room.member'
+			AND EXISTS (SELECT 1 FROM memberships m WHERE m.room_id = events.room_id AND m.user_id = ? AND m.membership = 'join')
+			ORDER BY stream_pos`
+	}
+	return `SELECT ` + eventColumnsE + ` FROM memberships m CROSS JOIN events e
+		WHERE m.user_id = ? AND m.membership = 'join' AND e.room_id = m.room_id AND e.stream_pos > ? AND e.stream_pos <= ? AND e.type = 'm.room.member'
+		ORDER BY e.stream_pos`
 }
 
 // windowArgs orders the arguments of the two forms of a window query: the
@@ -72,15 +76,18 @@ func (db *DB) DeviceListChangesSharing(ctx context.Context, userID string, from,
 	if to <= from {
 		return nil, nil
 	}
-	// CROSS JOIN fixes the join order on SQLite: from the changed user's
-	// memberships to the syncer's membership in the same room.
-	return db.strings(ctx, `SELECT DISTINCT c.user_id FROM e2e_device_list_changes c
-		WHERE c.stream_pos > ? AND c.stream_pos <= ? AND (c.user_id = ? OR EXISTS (
-			SELECT 1 FROM memberships a CROSS JOIN memberships b
-			WHERE a.user_id = c.user_id AND a.membership IN ('join', 'invite')
-			AND b.room_id = a.room_id AND b.user_id = ? AND b.membership = 'join'))
-		ORDER BY c.user_id`, from, to, userID, userID)
+	return db.strings(ctx, deviceListChangesSharingSQL, from, to, userID, userID)
 }
+
+// deviceListChangesSharingSQL is DeviceListChangesSharing's query. CROSS
+// JOIN fixes the join order on SQLite: from the changed user's memberships
+// to the syncer's membership in the same room.
+const deviceListChangesSharingSQL = `SELECT DISTINCT c.user_id FROM e2e_device_list_changes c
+	WHERE c.stream_pos > ? AND c.stream_pos <= ? AND (c.user_id = ? OR EXISTS (
+		SELECT 1 FROM memberships a CROSS JOIN memberships b
+		WHERE a.user_id = c.user_id AND a.membership IN ('join', 'invite')
+		AND b.room_id = a.room_id AND b.user_id = ? AND b.membership = 'join'))
+	ORDER BY c.user_id`
 
 // SharingAmong returns which of candidates are joined to or invited to a
 // room userID is joined to (userID itself counts when joined anywhere).
@@ -143,8 +150,7 @@ func (db *DB) StateHistoryRooms(ctx context.Context, roomIDs []string, evType, s
 	// of every room on the server.
 	defer func() { sort.SliceStable(out, func(i, j int) bool { return out[i].StreamPos < out[j].StreamPos }) }()
 	err := chunks(roomIDs, func(part []string) error {
-		rows, err := db.query(ctx, `SELECT `+eventColumns+` FROM events WHERE room_id IN (`+placeholders(len(part))+`) AND type = ? AND state_key = ?`,
-			stringArgs(part, evType, stateKey)...)
+		rows, err := db.query(ctx, stateHistoryRoomsSQL(len(part)), stringArgs(part, evType, stateKey)...)
 		if err != nil {
 			return err
 		}
@@ -153,6 +159,11 @@ func (db *DB) StateHistoryRooms(ctx context.Context, roomIDs []string, evType, s
 		return err
 	})
 	return out, err
+}
+
+// stateHistoryRoomsSQL is StateHistoryRooms' query for n rooms.
+func stateHistoryRoomsSQL(n int) string {
+	return `SELECT ` + eventColumns + ` FROM events WHERE room_id IN (` + placeholders(n) + `) AND type = ? AND state_key = ?`
 }
 
 // MemberCounts returns, for each of the rooms, how many memberships of
@@ -373,11 +384,13 @@ func (db *DB) CurrentMemberEvents(ctx context.Context, pairs []RoomUser) ([]Even
 	return out, nil
 }
 
+const syncMembershipsSQL = `SELECT room_id, membership, stream_pos FROM memberships WHERE user_id = ? AND forgotten = 0`
+
 // SyncMemberships is UserMemberships without the event IDs: the user's
 // current memberships (forgotten ones excluded) with room, membership and
 // stream position, read from index memberships_user_sync alone.
 func (db *DB) SyncMemberships(ctx context.Context, userID string) ([]Membership, error) {
-	rows, err := db.query(ctx, `SELECT room_id, membership, stream_pos FROM memberships WHERE user_id = ? AND forgotten = 0`, userID)
+	rows, err := db.query(ctx, syncMembershipsSQL, userID)
 	if err != nil {
 		return nil, err
 	}
@@ -460,4 +473,9 @@ func (db *DB) SafeStreamPos(ctx context.Context) (safe, highest int64, err error
 		return highest, highest, nil
 	}
 	return gap - 1, highest, nil
+}
+
+// roomsInWindowSQL is the window scan of RoomsWithEventsBetween.
+func (db *DB) roomsInWindowSQL() string {
+	return `SELECT DISTINCT room_id FROM ` + db.eventsByPos() + ` WHERE stream_pos > ? AND stream_pos <= ?`
 }
