@@ -3,6 +3,7 @@ package e2ee
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sort"
 
 	"github.com/rempart-hs/rempart/internal/httpapi"
@@ -109,44 +110,32 @@ func (s *Service) fillToDevice(ctx context.Context, req *httpapi.Requester, sinc
 // device lists the syncer must re-fetch (changed: their devices or keys
 // changed, or they newly share a room with the syncer) and those it may
 // stop tracking (left: they no longer share any room).
+//
+// Its reads follow what changed in the window: the device-list changes,
+// the syncer's own membership changes (and the members of the rooms it
+// joined or left) and the membership changes in its rooms; whether a user
+// shares a room with the syncer is looked up only for the users named by
+// those changes.
 func (s *Service) deviceListDelta(ctx context.Context, userID string, from, to syncapi.Token) (changed, left []string, err error) {
 	if to.DeviceLists <= from.DeviceLists && to.Events <= from.Events {
 		return nil, nil, nil
 	}
-	sharingList, err := s.db.UsersSharingRooms(ctx, userID)
-	if err != nil {
-		return nil, nil, err
-	}
-	sharing := map[string]bool{userID: true}
-	for _, u := range sharingList {
-		sharing[u] = true
-	}
 	changedSet := map[string]bool{}
 	leftSet := map[string]bool{}
 	if to.DeviceLists > from.DeviceLists {
-		users, err := s.db.DeviceListChanges(ctx, from.DeviceLists, to.DeviceLists)
+		users, err := s.db.DeviceListChangesSharing(ctx, userID, from.DeviceLists, to.DeviceLists)
 		if err != nil {
 			return nil, nil, err
 		}
 		for _, u := range users {
-			if sharing[u] {
-				changedSet[u] = true
-			}
+			changedSet[u] = true
 		}
 	}
 	if to.Events > from.Events {
-		ms, err := s.db.UserMemberships(ctx, userID)
-		if err != nil {
-			return nil, nil, err
-		}
-		joined := map[string]bool{}
-		var joinedRooms []string
-		for _, m := range ms {
-			if m.Membership == "join" {
-				joined[m.RoomID] = true
-				joinedRooms = append(joinedRooms, m.RoomID)
-			}
-		}
+		// Users who may now share a room (changed if they do) and users who
+		// may no longer share one (left if they do not).
+		mayShare := map[string]bool{}
+		mayLeave := map[string]bool{}
 		own, err := s.db.MembershipChanges(ctx, userID, from.Events, to.Events)
 		if err != nil {
 			return nil, nil, err
@@ -163,7 +152,12 @@ func (s *Service) deviceListDelta(ctx context.Context, userID string, from, to s
 			}
 		}
 		for roomID, ch := range roomChange {
-			if ch == "join" && !joined[roomID] || ch == "leave" && joined[roomID] {
+			m, err := s.db.GetMembership(ctx, roomID, userID)
+			if err != nil && !errors.Is(err, storage.ErrNotFound) {
+				return nil, nil, err
+			}
+			joined := err == nil && m.Membership == "join"
+			if ch == "join" && !joined || ch == "leave" && joined {
 				continue // joined and left again (or the reverse) within the window
 			}
 			members, err := s.db.RoomMembers(ctx, roomID, "")
@@ -171,17 +165,15 @@ func (s *Service) deviceListDelta(ctx context.Context, userID string, from, to s
 				return nil, nil, err
 			}
 			for _, m := range members {
-				if m.Membership != "join" && m.Membership != "invite" && ch == "join" {
-					continue
-				}
-				if ch == "join" {
+				switch {
+				case ch == "join" && (m.Membership == "join" || m.Membership == "invite"):
 					changedSet[m.UserID] = true
-				} else if !sharing[m.UserID] {
-					leftSet[m.UserID] = true
+				case ch == "leave":
+					mayLeave[m.UserID] = true
 				}
 			}
 		}
-		evs, err := s.db.MemberEventsBetween(ctx, joinedRooms, from.Events, to.Events)
+		evs, err := s.db.JoinedRoomMemberEvents(ctx, userID, from.Events, to.Events)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -195,13 +187,33 @@ func (s *Service) deviceListDelta(ctx context.Context, userID string, from, to s
 			isIn := after == "join" || after == "invite"
 			switch {
 			case isIn && !wasIn || after == "join" && before != "join":
-				if sharing[target] {
-					changedSet[target] = true
-				}
+				mayShare[target] = true
 			case wasIn && !isIn:
-				if !sharing[target] {
-					leftSet[target] = true
-				}
+				mayLeave[target] = true
+			}
+		}
+		candidates := make([]string, 0, len(mayShare)+len(mayLeave))
+		for u := range mayShare {
+			candidates = append(candidates, u)
+		}
+		for u := range mayLeave {
+			if !mayShare[u] {
+				candidates = append(candidates, u)
+			}
+		}
+		sharing, err := s.db.SharingAmong(ctx, userID, candidates)
+		if err != nil {
+			return nil, nil, err
+		}
+		sharing[userID] = true
+		for u := range mayShare {
+			if sharing[u] {
+				changedSet[u] = true
+			}
+		}
+		for u := range mayLeave {
+			if !sharing[u] {
+				leftSet[u] = true
 			}
 		}
 	}

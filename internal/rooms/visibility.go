@@ -39,15 +39,48 @@ func (e *Engine) NewVisibility(ctx context.Context, roomID, userID string) (*Vis
 		return nil, err
 	}
 	for i := range hv {
-		var c struct {
-			Content struct {
-				HV string `json:"history_visibility"`
-			} `json:"content"`
-		}
-		_ = json.Unmarshal(hv[i].JSON, &c)
-		v.histVis = append(v.histVis, posValue{hv[i].StreamPos, c.Content.HV})
+		v.histVis = append(v.histVis, posValue{hv[i].StreamPos, historyVisibility(&hv[i])})
 	}
 	return v, nil
+}
+
+// NewVisibilities is NewVisibility for several rooms, with two queries
+// per 500 rooms: the user's membership histories in the rooms and the
+// rooms' history visibility histories.
+func (e *Engine) NewVisibilities(ctx context.Context, roomIDs []string, userID string) (map[string]*Visibility, error) {
+	out := make(map[string]*Visibility, len(roomIDs))
+	for _, id := range roomIDs {
+		out[id] = &Visibility{userID: userID}
+	}
+	mem, err := e.db.StateHistoryRooms(ctx, roomIDs, "m.room.member", userID)
+	if err != nil {
+		return nil, err
+	}
+	for i := range mem {
+		if v := out[mem[i].RoomID]; v != nil {
+			v.membership = append(v.membership, posValue{mem[i].StreamPos, Membership(&mem[i])})
+		}
+	}
+	hv, err := e.db.StateHistoryRooms(ctx, roomIDs, "m.room.history_visibility", "")
+	if err != nil {
+		return nil, err
+	}
+	for i := range hv {
+		if v := out[hv[i].RoomID]; v != nil {
+			v.histVis = append(v.histVis, posValue{hv[i].StreamPos, historyVisibility(&hv[i])})
+		}
+	}
+	return out, nil
+}
+
+func historyVisibility(ev *storage.Event) string {
+	var c struct {
+		Content struct {
+			HV string `json:"history_visibility"`
+		} `json:"content"`
+	}
+	_ = json.Unmarshal(ev.JSON, &c)
+	return c.Content.HV
 }
 
 // valueBefore returns the value in effect just before pos ("" if none).

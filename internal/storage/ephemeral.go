@@ -81,6 +81,9 @@ func (tx *Tx) PutReceipt(ctx context.Context, r Receipt) (int64, error) {
 // from < stream_pos <= to.
 func (db *DB) ReceiptsSince(ctx context.Context, roomIDs []string, from, to int64) ([]Receipt, error) {
 	var out []Receipt
+	if to <= from {
+		return nil, nil
+	}
 	for start := 0; start < len(roomIDs); start += 500 {
 		end := min(start+500, len(roomIDs))
 		args := []any{from, to}

@@ -513,6 +513,9 @@ func (tx *Tx) ForgetRoom(ctx context.Context, roomID, userID string) error {
 // MembershipChanges returns the user's own membership events with
 // from < stream_pos <= to, oldest first.
 func (db *DB) MembershipChanges(ctx context.Context, userID string, from, to int64) ([]Event, error) {
+	if to <= from {
+		return nil, nil
+	}
 	rows, err := db.query(ctx, `SELECT `+eventColumns+` FROM events WHERE type = 'm.room.member' AND state_key = ? AND stream_pos > ? AND stream_pos <= ? ORDER BY stream_pos`,
 		userID, from, to)
 	if err != nil {
@@ -523,8 +526,30 @@ func (db *DB) MembershipChanges(ctx context.Context, userID string, from, to int
 
 // RoomsWithEventsBetween returns which of roomIDs have events with
 // from < stream_pos <= to.
+//
+// A narrow window (no wider than a few stream positions per room asked
+// about) is read by scanning it; a wider one by looking into each room.
 func (db *DB) RoomsWithEventsBetween(ctx context.Context, roomIDs []string, from, to int64) (map[string]bool, error) {
 	out := map[string]bool{}
+	if to <= from || len(roomIDs) == 0 {
+		return out, nil
+	}
+	if scanWindow(from, to) && to-from <= 8*int64(len(roomIDs)) {
+		want := make(map[string]bool, len(roomIDs))
+		for _, id := range roomIDs {
+			want[id] = true
+		}
+		ids, err := db.strings(ctx, db.roomsInWindowSQL(), from, to)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range ids {
+			if want[id] {
+				out[id] = true
+			}
+		}
+		return out, nil
+	}
 	for start := 0; start < len(roomIDs); start += 500 {
 		end := min(start+500, len(roomIDs))
 		args := []any{from, to}
@@ -613,15 +638,22 @@ func (db *DB) StreamPos(ctx context.Context, name string) (int64, error) {
 // StateHistory returns the state events of one type (and state key, unless
 // stateKey is nil) in a room, oldest first.
 func (db *DB) StateHistory(ctx context.Context, roomID, evType string, stateKey *string) ([]Event, error) {
-	q := `SELECT ` + eventColumns + ` FROM events WHERE room_id = ? AND type = ? AND state_key IS NOT NULL`
 	args := []any{roomID, evType}
 	if stateKey != nil {
-		q += ` AND state_key = ?`
 		args = append(args, *stateKey)
 	}
-	rows, err := db.query(ctx, q+` ORDER BY stream_pos`, args...)
+	rows, err := db.query(ctx, stateHistorySQL(stateKey != nil), args...)
 	if err != nil {
 		return nil, err
 	}
 	return scanEvents(rows)
+}
+
+// stateHistorySQL is StateHistory's query, for one state key or all.
+func stateHistorySQL(withKey bool) string {
+	q := `SELECT ` + eventColumns + ` FROM events WHERE room_id = ? AND type = ? AND state_key IS NOT NULL`
+	if withKey {
+		q += ` AND state_key = ?`
+	}
+	return q + ` ORDER BY stream_pos`
 }

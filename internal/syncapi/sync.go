@@ -146,11 +146,27 @@ func (r *Response) empty() bool {
 
 // CurrentToken returns the position of every stream now.
 func (s *Service) CurrentToken(ctx context.Context) (Token, error) {
+	t, _, err := s.currentToken(ctx)
+	return t, err
+}
+
+// currentToken is CurrentToken, also returning the highest events
+// position: the token's is below it while a lower position may still
+// commit (storage.SafeStreamPos), and a waiting sync must then look again
+// shortly.
+func (s *Service) currentToken(ctx context.Context) (Token, int64, error) {
 	var t Token
-	var err error
-	if t.Events, err = s.db.MaxStreamPos(ctx); err != nil {
-		return t, err
+	safe, highest, err := s.db.SafeStreamPos(ctx)
+	if err != nil {
+		return t, 0, err
 	}
+	t.Events = safe
+	t, err = s.otherPositions(ctx, t)
+	return t, highest, err
+}
+
+func (s *Service) otherPositions(ctx context.Context, t Token) (Token, error) {
+	var err error
 	if t.AccountData, err = s.db.StreamPos(ctx, "account_data"); err != nil {
 		return t, err
 	}
@@ -165,6 +181,10 @@ func (s *Service) CurrentToken(ctx context.Context) (Token, error) {
 	}
 	return t, nil
 }
+
+// heldRecheck is how soon a waiting sync whose events position was held
+// back looks again.
+const heldRecheck = 50 * time.Millisecond
 
 // LoadFilter resolves a filter query parameter: an ID of a stored filter or
 // an inline JSON definition.
@@ -225,7 +245,7 @@ func (s *Service) Handle(r *http.Request) (any, error) {
 	defer cancel()
 	deadline := time.Now().Add(timeout)
 	for {
-		now, err := s.CurrentToken(ctx)
+		now, highest, err := s.currentToken(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -243,6 +263,11 @@ func (s *Service) Handle(r *http.Request) (any, error) {
 		wait := time.Until(deadline)
 		if wait <= 0 {
 			return resp, nil
+		}
+		if now.Events < highest {
+			// Held back below a position that may still commit: no wake-up
+			// comes if it never does.
+			wait = min(wait, heldRecheck)
 		}
 		timer := time.NewTimer(wait)
 		select {
@@ -262,7 +287,7 @@ func (s *Service) Handle(r *http.Request) (any, error) {
 func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Token, now Token, f *filter.Filter, fullState bool) (*Response, error) {
 	resp := &Response{NextBatch: now.String()}
 	viewer := rooms.Viewer{UserID: req.UserID, DeviceID: req.DeviceID}
-	memberships, err := s.db.UserMemberships(ctx, req.UserID)
+	memberships, err := s.db.SyncMemberships(ctx, req.UserID)
 	if err != nil {
 		return nil, err
 	}
@@ -323,34 +348,102 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 		}
 	}
 	rs := &Rooms{}
+	// The joined rooms to list, first, so that what each of them needs is
+	// read for all of them at once.
+	type joinedPlan struct {
+		roomID                 string
+		full, fresh, hasEvents bool
+	}
+	var plans []joinedPlan
+	var withEvents, fullRooms, built []string
+	for _, m := range memberships {
+		if m.Membership != "join" || !filter.AllowsRoom(f.Room.Rooms, f.Room.NotRooms, m.RoomID) {
+			continue
+		}
+		// fresh: the client knows nothing of the room yet (initial
+		// sync, or joined in this window): its timeline is the room's
+		// latest events. full: the state section is complete.
+		fresh := since == nil || joinedInWindow(changed[m.RoomID])
+		full := fresh || fullState
+		if !full && !active[m.RoomID] && ephemeral[m.RoomID] == nil && roomAD[m.RoomID] == nil {
+			continue
+		}
+		p := joinedPlan{roomID: m.RoomID, full: full, fresh: fresh, hasEvents: active[m.RoomID] || full}
+		plans = append(plans, p)
+		built = append(built, m.RoomID)
+		if p.hasEvents {
+			withEvents = append(withEvents, m.RoomID)
+		}
+		if full {
+			fullRooms = append(fullRooms, m.RoomID)
+		}
+	}
+	var batch roomBatch
+	if len(withEvents) > 0 {
+		if batch.vis, err = s.engine.NewVisibilities(ctx, withEvents, req.UserID); err != nil {
+			return nil, err
+		}
+	}
+	if len(fullRooms) > 0 {
+		if batch.summaries, err = s.summaries(ctx, fullRooms, req.UserID); err != nil {
+			return nil, err
+		}
+	}
+	if len(built) > 0 {
+		if batch.unread, err = s.db.UnreadCountsRooms(ctx, built, req.UserID); err != nil {
+			return nil, err
+		}
+	}
+	// Timelines first: the state of a full room is the state before its
+	// timeline, read below for all rooms at once where possible.
+	tls := make([]timelinePart, len(plans))
+	for i, p := range plans {
+		if !p.hasEvents {
+			continue
+		}
+		tls[i].read = true
+		tlFrom := fromEv
+		if p.fresh {
+			tlFrom = 0
+		}
+		if tls[i].events, tls[i].limited, err = s.timeline(ctx, viewer, p.roomID, tlFrom, now.Events, &f.Room.Timeline, batch.vis[p.roomID]); err != nil {
+			return nil, err
+		}
+	}
+	var stateRooms []string
+	stateTLs := map[string][]storage.Event{}
+	for i, p := range plans {
+		if p.full && len(tls[i].events) > 0 {
+			stateRooms = append(stateRooms, p.roomID)
+			stateTLs[p.roomID] = tls[i].events
+		}
+	}
+	if len(stateRooms) > 0 {
+		if batch.state, err = s.stateBeforeTimelines(ctx, stateRooms, stateTLs, req.UserID, f.Room.State.LazyLoadMembers); err != nil {
+			return nil, err
+		}
+	}
+	for i, p := range plans {
+		jr, err := s.joinedRoom(ctx, req, viewer, p.roomID, fromEv, now, f, p.full, tls[i], &batch)
+		if err != nil {
+			return nil, err
+		}
+		if evs := ephemeral[p.roomID]; evs != nil {
+			jr.Ephemeral.Events = evs
+		}
+		if ads := roomAD[p.roomID]; ads != nil {
+			jr.AccountData.Events = ads
+		}
+		if rs.Join == nil {
+			rs.Join = map[string]*JoinedRoom{}
+		}
+		rs.Join[p.roomID] = jr
+	}
 	for _, m := range memberships {
 		if !filter.AllowsRoom(f.Room.Rooms, f.Room.NotRooms, m.RoomID) {
 			continue
 		}
 		switch m.Membership {
-		case "join":
-			// fresh: the client knows nothing of the room yet (initial
-			// sync, or joined in this window): its timeline is the room's
-			// latest events. full: the state section is complete.
-			fresh := since == nil || joinedInWindow(changed[m.RoomID])
-			full := fresh || fullState
-			if !full && !active[m.RoomID] && ephemeral[m.RoomID] == nil && roomAD[m.RoomID] == nil {
-				continue
-			}
-			jr, err := s.joinedRoom(ctx, req, viewer, m.RoomID, fromEv, now, f, full, fresh, active[m.RoomID] || full)
-			if err != nil {
-				return nil, err
-			}
-			if evs := ephemeral[m.RoomID]; evs != nil {
-				jr.Ephemeral.Events = evs
-			}
-			if ads := roomAD[m.RoomID]; ads != nil {
-				jr.AccountData.Events = ads
-			}
-			if rs.Join == nil {
-				rs.Join = map[string]*JoinedRoom{}
-			}
-			rs.Join[m.RoomID] = jr
 		case "invite":
 			if since != nil && !fullState && len(changed[m.RoomID]) == 0 {
 				continue
@@ -449,11 +542,14 @@ const maxTimelineScan = 1000
 // timeline loads the newest events of a room in (from, to] that the user
 // may see and the filter accepts, oldest first, and whether older ones
 // remain in the range (limited).
-func (s *Service) timeline(ctx context.Context, viewer rooms.Viewer, roomID string, from, to int64, f *filter.RoomEventFilter) ([]storage.Event, bool, error) {
+// vis is the user's visibility of the room, loaded when nil.
+func (s *Service) timeline(ctx context.Context, viewer rooms.Viewer, roomID string, from, to int64, f *filter.RoomEventFilter, vis *rooms.Visibility) ([]storage.Event, bool, error) {
 	limit := f.LimitOr(10, 100)
-	vis, err := s.engine.NewVisibility(ctx, roomID, viewer.UserID)
-	if err != nil {
-		return nil, false, err
+	if vis == nil {
+		var err error
+		if vis, err = s.engine.NewVisibility(ctx, roomID, viewer.UserID); err != nil {
+			return nil, false, err
+		}
 	}
 	to = vis.VisibleUpTo(to)
 	var out []storage.Event
@@ -517,8 +613,9 @@ func (s *Service) formatAll(ctx context.Context, evs []storage.Event, viewer roo
 }
 
 // stateAt returns the full room state before an event (or the current
-// state when ev is nil).
-func (s *Service) stateAt(ctx context.Context, roomID string, ev *storage.Event) ([]storage.Event, error) {
+// state when ev is nil). When keep is not nil, state it rejects may be
+// left out (it is not read).
+func (s *Service) stateAt(ctx context.Context, roomID string, ev *storage.Event, keep func(storage.StateKeyTuple) bool) ([]storage.Event, error) {
 	if ev == nil {
 		return s.db.CurrentState(ctx, roomID, nil)
 	}
@@ -527,8 +624,10 @@ func (s *Service) stateAt(ctx context.Context, roomID string, ev *storage.Event)
 		return nil, err
 	}
 	list := make([]string, 0, len(ids))
-	for _, id := range ids {
-		list = append(list, id)
+	for k, id := range ids {
+		if keep == nil || keep(k) {
+			list = append(list, id)
+		}
 	}
 	return s.db.GetEvents(ctx, list)
 }
@@ -554,31 +653,33 @@ func lazyMembers(state []storage.Event, timeline []storage.Event, self string) [
 // state before the timeline (otherwise only what changed since from);
 // fresh reads the timeline from the room's start rather than from from
 // (full_state alone keeps the timeline bounded by since, as the spec says).
-func (s *Service) joinedRoom(ctx context.Context, req *httpapi.Requester, viewer rooms.Viewer, roomID string, from int64, now Token, f *filter.Filter, full, fresh, hasEvents bool) (*JoinedRoom, error) {
+// batch holds what was read for all the sync's rooms at once.
+func (s *Service) joinedRoom(ctx context.Context, req *httpapi.Requester, viewer rooms.Viewer, roomID string, from int64, now Token, f *filter.Filter, full bool, tlp timelinePart, batch *roomBatch) (*JoinedRoom, error) {
 	jr := &JoinedRoom{State: StateList{Events: []rooms.ClientEvent{}}, Timeline: Timeline{Events: []rooms.ClientEvent{}},
 		Ephemeral: EventList{Events: []any{}}, AccountData: EventList{Events: []any{}}}
-	tlFrom := from
-	if fresh {
-		tlFrom = 0
-	}
-	var tl []storage.Event
-	var limited bool
-	if hasEvents {
-		var err error
-		tl, limited, err = s.timeline(ctx, viewer, roomID, tlFrom, now.Events, &f.Room.Timeline)
-		if err != nil {
-			return nil, err
-		}
-	}
+	tl, limited := tlp.events, tlp.limited
+	hasEvents := tlp.read
 	var state []storage.Event
 	var err error
+	prefetched, havePrefetched := batch.state[roomID]
 	switch {
+	case full && havePrefetched:
+		state = prefetched
 	case full:
 		var first *storage.Event
 		if len(tl) > 0 {
 			first = &tl[0]
 		}
-		if state, err = s.stateAt(ctx, roomID, first); err != nil {
+		var keep func(storage.StateKeyTuple) bool
+		if f.Room.State.LazyLoadMembers {
+			// Only the members lazyMembers keeps below are read.
+			need := map[string]bool{req.UserID: true}
+			for i := range tl {
+				need[tl[i].Sender] = true
+			}
+			keep = func(k storage.StateKeyTuple) bool { return k.Type != "m.room.member" || need[k.StateKey] }
+		}
+		if state, err = s.stateAt(ctx, roomID, first, keep); err != nil {
 			return nil, err
 		}
 	case hasEvents:
@@ -650,13 +751,23 @@ func (s *Service) joinedRoom(ctx context.Context, req *httpapi.Requester, viewer
 		}
 	}
 	if memberChange {
-		if jr.Summary, err = s.summary(ctx, roomID, req.UserID); err != nil {
+		if sum, ok := batch.summaries[roomID]; ok {
+			jr.Summary = sum
+		} else {
+			sums, err := s.summaries(ctx, []string{roomID}, req.UserID)
+			if err != nil {
+				return nil, err
+			}
+			jr.Summary = sums[roomID]
+		}
+	}
+	counts := batch.unread[roomID] // the batch covers every room built
+	if batch.unread == nil {
+		if counts, err = s.db.UnreadCounts(ctx, roomID, req.UserID); err != nil {
 			return nil, err
 		}
 	}
-	if jr.UnreadNotifications, jr.UnreadThreadNotifications, err = s.unread(ctx, roomID, req.UserID, f.Room.Timeline.UnreadThreadNotifications); err != nil {
-		return nil, err
-	}
+	jr.UnreadNotifications, jr.UnreadThreadNotifications = unreadCounts(counts, f.Room.Timeline.UnreadThreadNotifications)
 	return jr, nil
 }
 
@@ -701,36 +812,92 @@ func (s *Service) stateDelta(ctx context.Context, roomID string, from, to int64,
 	return out, nil
 }
 
-func (s *Service) summary(ctx context.Context, roomID, self string) (*Summary, error) {
-	ms, err := s.db.RoomMembers(ctx, roomID, "")
+// roomBatch holds what a sync reads for all its joined rooms at once.
+type roomBatch struct {
+	vis       map[string]*rooms.Visibility // rooms whose timeline is read
+	summaries map[string]*Summary          // rooms listed with full state
+	unread    map[string]map[string]storage.NotificationCounts
+	// state holds the state before the timeline of full rooms whose state
+	// has not changed since their timeline started (others are absent).
+	state map[string][]storage.Event
+}
+
+// timelinePart is a joined room's timeline as read for a sync.
+type timelinePart struct {
+	events  []storage.Event
+	limited bool
+	read    bool // the timeline was read (the room has events to show)
+}
+
+// stateBeforeTimelines reads, for rooms listed with full state, the state
+// before the first event of each room's timeline (firsts), for all the
+// rooms at once. It reads the current state, which is that state unless a
+// state event came at or after the timeline's start: a room where one of
+// the state events read is that recent is left out of the answer, for
+// stateAt to resolve from its state group. With lazy members, only the
+// member events of the timeline's senders and of self are read (the
+// others would be dropped by lazyMembers).
+func (s *Service) stateBeforeTimelines(ctx context.Context, roomIDs []string, tls map[string][]storage.Event, self string, lazy bool) (map[string][]storage.Event, error) {
+	evs, err := s.db.CurrentStateRooms(ctx, roomIDs, !lazy)
 	if err != nil {
 		return nil, err
 	}
-	joined, invited := 0, 0
-	var heroes []string
-	for _, m := range ms {
-		switch m.Membership {
-		case "join":
-			joined++
-		case "invite":
-			invited++
-		default:
-			continue
+	if lazy {
+		var pairs []storage.RoomUser
+		for _, roomID := range roomIDs {
+			need := map[string]bool{self: true}
+			pairs = append(pairs, storage.RoomUser{RoomID: roomID, UserID: self})
+			for _, ev := range tls[roomID] {
+				if !need[ev.Sender] {
+					need[ev.Sender] = true
+					pairs = append(pairs, storage.RoomUser{RoomID: roomID, UserID: ev.Sender})
+				}
+			}
 		}
-		if m.UserID != self && len(heroes) < 5 {
-			heroes = append(heroes, m.UserID)
+		members, err := s.db.CurrentMemberEvents(ctx, pairs)
+		if err != nil {
+			return nil, err
 		}
+		evs = append(evs, members...)
 	}
-	sum := &Summary{JoinedMemberCount: &joined, InvitedMemberCount: &invited}
+	out := make(map[string][]storage.Event, len(roomIDs))
+	stale := map[string]bool{}
+	for _, ev := range evs {
+		if ev.StreamPos >= tls[ev.RoomID][0].StreamPos {
+			stale[ev.RoomID] = true
+		}
+		out[ev.RoomID] = append(out[ev.RoomID], ev)
+	}
+	for roomID := range stale {
+		delete(out, roomID)
+	}
+	return out, nil
+}
+
+// summaries returns the summary of each room: member counts and, for
+// rooms with neither a name nor a canonical alias, up to five heroes.
+func (s *Service) summaries(ctx context.Context, roomIDs []string, self string) (map[string]*Summary, error) {
+	counts, err := s.db.MemberCounts(ctx, roomIDs)
+	if err != nil {
+		return nil, err
+	}
 	// Heroes only matter for rooms without a name or canonical alias.
-	named, err := s.db.CurrentState(ctx, roomID, []storage.StateKeyTuple{{Type: "m.room.name"}, {Type: "m.room.canonical_alias"}})
+	named, err := s.db.RoomsWithState(ctx, roomIDs, []storage.StateKeyTuple{{Type: "m.room.name"}, {Type: "m.room.canonical_alias"}})
 	if err != nil {
 		return nil, err
 	}
-	if len(named) == 0 {
-		sum.Heroes = heroes
+	out := make(map[string]*Summary, len(roomIDs))
+	for _, roomID := range roomIDs {
+		joined, invited := counts[roomID]["join"], counts[roomID]["invite"]
+		sum := &Summary{JoinedMemberCount: &joined, InvitedMemberCount: &invited}
+		if !named[roomID] {
+			if sum.Heroes, err = s.db.RoomHeroes(ctx, roomID, self, 5); err != nil {
+				return nil, err
+			}
+		}
+		out[roomID] = sum
 	}
-	return sum, nil
+	return out, nil
 }
 
 var strippedTypes = []storage.StateKeyTuple{
@@ -779,13 +946,13 @@ func (s *Service) invitedRoom(ctx context.Context, m storage.Membership) (*Invit
 
 func (s *Service) leftRoom(ctx context.Context, req *httpapi.Requester, viewer rooms.Viewer, m storage.Membership, from int64, f *filter.Filter) (*LeftRoom, error) {
 	lr := &LeftRoom{State: StateList{Events: []rooms.ClientEvent{}}, Timeline: Timeline{Events: []rooms.ClientEvent{}}, AccountData: EventList{Events: []any{}}}
-	tl, limited, err := s.timeline(ctx, viewer, m.RoomID, from, m.StreamPos, &f.Room.Timeline)
+	tl, limited, err := s.timeline(ctx, viewer, m.RoomID, from, m.StreamPos, &f.Room.Timeline, nil)
 	if err != nil {
 		return nil, err
 	}
 	var state []storage.Event
 	if len(tl) > 0 && (from == 0 || limited) {
-		if state, err = s.stateAt(ctx, m.RoomID, &tl[0]); err != nil {
+		if state, err = s.stateAt(ctx, m.RoomID, &tl[0], nil); err != nil {
 			return nil, err
 		}
 	}

@@ -8,7 +8,9 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strconv"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/rempart-hs/rempart/internal/httpapi"
 	"github.com/rempart-hs/rempart/internal/rooms"
@@ -86,6 +88,29 @@ func (f *syncFixture) sync(b *testing.B, query url.Values) *syncapi.Response {
 	return resp
 }
 
+// cpuTime returns the CPU time (user and system) the process has used. The
+// benchmarks report it per operation (cpu-ns/op) beside the wall time,
+// which on a shared machine depends on what else runs.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cpuMeter sums the CPU time of the measured parts of a benchmark.
+type cpuMeter struct {
+	total time.Duration
+	start time.Duration
+}
+
+func (m *cpuMeter) begin() { m.start = cpuTime() }
+func (m *cpuMeter) end()   { m.total += cpuTime() - m.start }
+func (m *cpuMeter) report(b *testing.B) {
+	b.ReportMetric(float64(m.total.Nanoseconds())/float64(b.N), "cpu-ns/op")
+}
+
 func filterParam(lazy bool) string {
 	return fmt.Sprintf(`{"room":{"timeline":{"limit":10},"state":{"lazy_load_members":%t}}}`, lazy)
 }
@@ -97,12 +122,16 @@ func BenchmarkInitialSync(b *testing.B) {
 	for _, lazy := range []bool{true, false} {
 		b.Run("lazy="+strconv.FormatBool(lazy), func(b *testing.B) {
 			q := url.Values{"filter": {filterParam(lazy)}}
+			var cpu cpuMeter
 			for b.Loop() {
+				cpu.begin()
 				resp := f.sync(b, q)
+				cpu.end()
 				if resp.Rooms == nil || len(resp.Rooms.Join) != f.rooms {
 					b.Fatalf("initial sync lists the wrong rooms")
 				}
 			}
+			cpu.report(b)
 		})
 	}
 }
@@ -115,9 +144,13 @@ func BenchmarkIncrementalSync(b *testing.B) {
 	since := f.sync(b, q).NextBatch
 	b.Run("idle", func(b *testing.B) {
 		q := url.Values{"filter": {filterParam(true)}, "since": {since}, "timeout": {"0"}}
+		var cpu cpuMeter
 		for b.Loop() {
+			cpu.begin()
 			f.sync(b, q)
+			cpu.end()
 		}
+		cpu.report(b)
 	})
 	b.Run("one-new-event", func(b *testing.B) {
 		ctx := context.Background()
@@ -127,6 +160,7 @@ func BenchmarkIncrementalSync(b *testing.B) {
 		}
 		roomID := joined[len(joined)-1].RoomID
 		i := 0
+		var cpu cpuMeter
 		for b.Loop() {
 			b.StopTimer()
 			i++
@@ -136,12 +170,15 @@ func BenchmarkIncrementalSync(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.StartTimer()
+			cpu.begin()
 			resp := f.sync(b, url.Values{"filter": {filterParam(true)}, "since": {since}, "timeout": {"0"}})
+			cpu.end()
 			if resp.Rooms == nil || len(resp.Rooms.Join) != 1 {
 				b.Fatalf("incremental sync does not list exactly the room with the new event")
 			}
 			since = resp.NextBatch
 		}
+		cpu.report(b)
 	})
 }
 

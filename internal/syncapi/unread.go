@@ -1,18 +1,14 @@
 package syncapi
 
-import "context"
+import "github.com/rempart-hs/rempart/internal/storage"
 
-// unread returns a room's unread notification counts for the user: the
-// notifications push rules decided when each event was stored (table
-// event_push_actions) after the user's read receipts. With byThread, the
-// room counts cover the main timeline only and each thread with unread
-// notifications gets its own counts, as the spec's
+// unreadCounts turns a room's unread notification counts by thread (the
+// notifications push rules decided when each event was stored, table
+// event_push_actions, after the user's read receipts) into the sync
+// fields. With byThread, the room counts cover the main timeline only and
+// each thread with unread notifications gets its own counts, as the spec's
 // unread_thread_notifications filter option asks.
-func (s *Service) unread(ctx context.Context, roomID, userID string, byThread bool) (*Unread, map[string]*Unread, error) {
-	counts, err := s.db.UnreadCounts(ctx, roomID, userID)
-	if err != nil {
-		return nil, nil, err
-	}
+func unreadCounts(counts map[string]storage.NotificationCounts, byThread bool) (*Unread, map[string]*Unread) {
 	room := &Unread{}
 	var threads map[string]*Unread
 	for t, c := range counts {
@@ -26,5 +22,5 @@ func (s *Service) unread(ctx context.Context, roomID, userID string, byThread bo
 		room.NotificationCount += c.Notifications
 		room.HighlightCount += c.Highlights
 	}
-	return room, threads, nil
+	return room, threads
 }

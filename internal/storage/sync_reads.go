@@ -1,0 +1,481 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Reads for /sync whose cost follows what changed between two sync
+// positions, or the user's own rooms, rather than the size of the server.
+
+// windowScanMax is the widest event stream window (to - from) that the
+// window reads below scan directly. Stream positions are allocated one per
+// event, so such a window holds at most this many events; a wider one is
+// read through the user's rooms instead.
+var windowScanMax int64 = 4096
+
+// scanWindow reports whether an event window (from, to] is narrow enough
+// to be scanned by stream position.
+func scanWindow(from, to int64) bool { return to-from <= windowScanMax }
+
+// eventsByPos names the events table for a scan of a stream position range
+// by its primary key. SQLite, lacking statistics, would otherwise pick an
+// index on a column with an equality test (events_state on type) and read
+// that type's events across the whole history.
+func (db *DB) eventsByPos() string {
+	if db.dialect == SQLite {
+		return `events NOT INDEXED`
+	}
+	return `events`
+}
+
+// JoinedRoomMemberEvents returns the m.room.member events with
+// from < stream_pos <= to of the rooms userID is joined to now, oldest
+// first.
+func (db *DB) JoinedRoomMemberEvents(ctx context.Context, userID string, from, to int64) ([]Event, error) {
+	if to <= from {
+		return nil, nil
+	}
+	scan := scanWindow(from, to)
+	rows, err := db.query(ctx, db.joinedRoomMemberEventsSQL(scan), windowArgs(scan, userID, from, to)...)
+	if err != nil {
+		return nil, err
+	}
+	return scanEvents(rows)
+}
+
+// joinedRoomMemberEventsSQL is JoinedRoomMemberEvents' query, scanning the
+// window or going through the user's rooms.
+func (db *DB) joinedRoomMemberEventsSQL(scan bool) string {
+	if scan {
+		return `SELECT ` + eventColumns + ` FROM ` + db.eventsByPos() + ` WHERE stream_pos > ? AND stream_pos <= ? AND type = 'm.room.member'
+			AND EXISTS (SELECT 1 FROM memberships m WHERE m.room_id = events.room_id AND m.user_id = ? AND m.membership = 'join')
+			ORDER BY stream_pos`
+	}
+	return `SELECT ` + eventColumnsE + ` FROM memberships m CROSS JOIN events e
+		WHERE m.user_id = ? AND m.membership = 'join' AND e.room_id = m.room_id AND e.stream_pos > ? AND e.stream_pos <= ? AND e.type = 'm.room.member'
+		ORDER BY e.stream_pos`
+}
+
+// windowArgs orders the arguments of the two forms of a window query: the
+// window scan takes (from, to, userID), the per-room form (userID, from, to).
+func windowArgs(scan bool, userID string, from, to int64) []any {
+	if scan {
+		return []any{from, to, userID}
+	}
+	return []any{userID, from, to}
+}
+
+// DeviceListChangesSharing returns the users whose device lists changed
+// with from < stream_pos <= to (device_lists stream) and who are userID or
+// are joined to or invited to a room userID is joined to.
+func (db *DB) DeviceListChangesSharing(ctx context.Context, userID string, from, to int64) ([]string, error) {
+	if to <= from {
+		return nil, nil
+	}
+	return db.strings(ctx, deviceListChangesSharingSQL, from, to, userID, userID)
+}
+
+// deviceListChangesSharingSQL is DeviceListChangesSharing's query. CROSS
+// JOIN fixes the join order on SQLite: from the changed user's memberships
+// to the syncer's membership in the same room.
+const deviceListChangesSharingSQL = `SELECT DISTINCT c.user_id FROM e2e_device_list_changes c
+	WHERE c.stream_pos > ? AND c.stream_pos <= ? AND (c.user_id = ? OR EXISTS (
+		SELECT 1 FROM memberships a CROSS JOIN memberships b
+		WHERE a.user_id = c.user_id AND a.membership IN ('join', 'invite')
+		AND b.room_id = a.room_id AND b.user_id = ? AND b.membership = 'join'))
+	ORDER BY c.user_id`
+
+// SharingAmong returns which of candidates are joined to or invited to a
+// room userID is joined to (userID itself counts when joined anywhere).
+// The cost follows the candidates' memberships, not userID's rooms.
+func (db *DB) SharingAmong(ctx context.Context, userID string, candidates []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for start := 0; start < len(candidates); start += 500 {
+		end := min(start+500, len(candidates))
+		args := make([]any, 0, end-start+1)
+		for _, u := range candidates[start:end] {
+			args = append(args, u)
+		}
+		args = append(args, userID)
+		users, err := db.strings(ctx, `SELECT DISTINCT a.user_id FROM memberships a CROSS JOIN memberships b
+			WHERE a.user_id IN (`+placeholders(end-start)+`) AND a.membership IN ('join', 'invite')
+			AND b.room_id = a.room_id AND b.user_id = ? AND b.membership = 'join'`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for _, u := range users {
+			out[u] = true
+		}
+	}
+	return out, nil
+}
+
+// RoomStateGroup returns the room's current state group, which changes
+// with every state event (memberships included) appended to the room.
+func (db *DB) RoomStateGroup(ctx context.Context, roomID string) (int64, error) {
+	var g int64
+	err := db.queryRow(ctx, `SELECT state_group FROM rooms WHERE room_id = ?`, roomID).Scan(&g)
+	return g, notFound(err)
+}
+
+// chunks calls fn with successive slices of at most 500 of ids, the
+// bound on the IN lists of batched reads.
+func chunks(ids []string, fn func(part []string) error) error {
+	for start := 0; start < len(ids); start += 500 {
+		if err := fn(ids[start:min(start+500, len(ids))]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func stringArgs(ids []string, extra ...any) []any {
+	args := make([]any, 0, len(ids)+len(extra))
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	return append(args, extra...)
+}
+
+// StateHistoryRooms is StateHistory for several rooms and one state key:
+// the state events of that type and key in the rooms, oldest first.
+func (db *DB) StateHistoryRooms(ctx context.Context, roomIDs []string, evType, stateKey string) ([]Event, error) {
+	var out []Event
+	// Sorted here: with ORDER BY, SQLite prefers events_state (type,
+	// state_key, stream_pos), already in that order, which reads the state
+	// of every room on the server.
+	defer func() { sort.SliceStable(out, func(i, j int) bool { return out[i].StreamPos < out[j].StreamPos }) }()
+	err := chunks(roomIDs, func(part []string) error {
+		rows, err := db.query(ctx, stateHistoryRoomsSQL(len(part)), stringArgs(part, evType, stateKey)...)
+		if err != nil {
+			return err
+		}
+		evs, err := scanEvents(rows)
+		out = append(out, evs...)
+		return err
+	})
+	return out, err
+}
+
+// stateHistoryRoomsSQL is StateHistoryRooms' query for n rooms.
+func stateHistoryRoomsSQL(n int) string {
+	return `SELECT ` + eventColumns + ` FROM events WHERE room_id IN (` + placeholders(n) + `) AND type = ? AND state_key = ?`
+}
+
+// MemberCounts returns, for each of the rooms, how many memberships of
+// each value (join, invite, …) it has.
+func (db *DB) MemberCounts(ctx context.Context, roomIDs []string) (map[string]map[string]int, error) {
+	out := map[string]map[string]int{}
+	err := chunks(roomIDs, func(part []string) error {
+		rows, err := db.query(ctx, `SELECT room_id, membership, COUNT(*) FROM memberships WHERE room_id IN (`+placeholders(len(part))+`) GROUP BY room_id, membership`,
+			stringArgs(part)...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var room, m string
+			var n int
+			if err := rows.Scan(&room, &m, &n); err != nil {
+				return err
+			}
+			if out[room] == nil {
+				out[room] = map[string]int{}
+			}
+			out[room][m] = n
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// RoomsWithState returns which of the rooms have current state for at
+// least one of keys.
+func (db *DB) RoomsWithState(ctx context.Context, roomIDs []string, keys []StateKeyTuple) (map[string]bool, error) {
+	out := map[string]bool{}
+	if len(keys) == 0 {
+		return out, nil
+	}
+	err := chunks(roomIDs, func(part []string) error {
+		var conds []string
+		args := stringArgs(part)
+		for _, k := range keys {
+			conds = append(conds, `(type = ? AND state_key = ?)`)
+			args = append(args, k.Type, k.StateKey)
+		}
+		ids, err := db.strings(ctx, `SELECT DISTINCT room_id FROM current_state WHERE room_id IN (`+placeholders(len(part))+`) AND (`+strings.Join(conds, " OR ")+`)`, args...)
+		for _, id := range ids {
+			out[id] = true
+		}
+		return err
+	})
+	return out, err
+}
+
+// RoomHeroes returns up to n users joined to or invited to the room, other
+// than self, in user ID order.
+func (db *DB) RoomHeroes(ctx context.Context, roomID, self string, n int) ([]string, error) {
+	return db.strings(ctx, `SELECT user_id FROM memberships WHERE room_id = ? AND membership IN ('join', 'invite') AND user_id <> ? ORDER BY user_id LIMIT ?`, roomID, self, n)
+}
+
+// UnreadCountsRooms is UnreadCounts for several rooms at once, with a
+// fixed number of queries for all of them (plus one per thread read
+// further than the room's unthreaded receipt).
+func (db *DB) UnreadCountsRooms(ctx context.Context, roomIDs []string, userID string) (map[string]map[string]NotificationCounts, error) {
+	rps := map[string]*ReadPositions{}
+	err := chunks(roomIDs, func(part []string) error {
+		rows, err := db.query(ctx, `SELECT r.room_id, r.thread_id, MAX(e.stream_pos) FROM receipts r JOIN events e ON e.event_id = r.event_id
+			WHERE r.room_id IN (`+placeholders(len(part))+`) AND r.user_id = ? AND r.receipt_type IN ('m.read', 'm.read.private') GROUP BY r.room_id, r.thread_id`,
+			stringArgs(part, userID)...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var room, t string
+			var pos int64
+			if err := rows.Scan(&room, &t, &pos); err != nil {
+				return err
+			}
+			rp := rps[room]
+			if rp == nil {
+				rp = &ReadPositions{Threads: map[string]int64{}}
+				rps[room] = rp
+			}
+			if t == "" {
+				rp.Unthreaded = pos
+			} else {
+				rp.Threads[t] = pos
+			}
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]map[string]NotificationCounts{}
+	add := func(rows *sql.Rows) error {
+		defer rows.Close()
+		for rows.Next() {
+			var room, t string
+			var c NotificationCounts
+			if err := rows.Scan(&room, &t, &c.Notifications, &c.Highlights); err != nil {
+				return err
+			}
+			if out[room] == nil {
+				out[room] = map[string]NotificationCounts{}
+			}
+			if c.Notifications > 0 {
+				out[room][t] = c
+			} else {
+				delete(out[room], t)
+			}
+		}
+		return rows.Err()
+	}
+	// Each room counted from its own unthreaded read position.
+	err = chunks(roomIDs, func(part []string) error {
+		var b strings.Builder
+		args := make([]any, 0, 2*len(part)+1)
+		b.WriteString(`WITH rp (room_id, pos) AS (VALUES `)
+		for i, room := range part {
+			if i > 0 {
+				b.WriteString(`, `)
+			}
+			b.WriteString(`(CAST(? AS TEXT), CAST(? AS BIGINT))`)
+			var pos int64
+			if rp := rps[room]; rp != nil {
+				pos = rp.Unthreaded
+			}
+			args = append(args, room, pos)
+		}
+		b.WriteString(`) SELECT p.room_id, p.thread_id, COUNT(*), COALESCE(SUM(p.highlight), 0) FROM rp CROSS JOIN event_push_actions p
+			WHERE p.user_id = ? AND p.room_id = rp.room_id AND p.stream_pos > rp.pos GROUP BY p.room_id, p.thread_id`)
+		args = append(args, userID)
+		rows, err := db.query(ctx, b.String(), args...)
+		if err != nil {
+			return err
+		}
+		return add(rows)
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Threads read further than the unthreaded receipt are counted again
+	// from their own receipt.
+	for room, rp := range rps {
+		for t, pos := range rp.Threads {
+			if _, ok := out[room][t]; !ok || pos <= rp.Unthreaded {
+				continue
+			}
+			delete(out[room], t)
+			rows, err := db.query(ctx, `SELECT room_id, thread_id, COUNT(*), COALESCE(SUM(highlight), 0) FROM event_push_actions
+				WHERE user_id = ? AND room_id = ? AND thread_id = ? AND stream_pos > ? GROUP BY room_id, thread_id`, userID, room, t, pos)
+			if err != nil {
+				return nil, err
+			}
+			if err := add(rows); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// CurrentStateRooms returns the current state events of the rooms, member
+// events included only when withMembers is set.
+func (db *DB) CurrentStateRooms(ctx context.Context, roomIDs []string, withMembers bool) ([]Event, error) {
+	cond := ``
+	if !withMembers {
+		cond = ` AND c.type <> 'm.room.member'`
+	}
+	var out []Event
+	err := chunks(roomIDs, func(part []string) error {
+		rows, err := db.query(ctx, `SELECT `+eventColumnsE+` FROM current_state c JOIN events e ON e.event_id = c.event_id
+			WHERE c.room_id IN (`+placeholders(len(part))+`)`+cond, stringArgs(part)...)
+		if err != nil {
+			return err
+		}
+		evs, err := scanEvents(rows)
+		out = append(out, evs...)
+		return err
+	})
+	return out, err
+}
+
+// RoomUser names a user in a room.
+type RoomUser struct {
+	RoomID string
+	UserID string
+}
+
+// CurrentMemberEvents returns the current m.room.member events of the
+// given users in the given rooms (none for a user without one).
+func (db *DB) CurrentMemberEvents(ctx context.Context, pairs []RoomUser) ([]Event, error) {
+	var out []Event
+	for start := 0; start < len(pairs); start += 500 {
+		part := pairs[start:min(start+500, len(pairs))]
+		var b strings.Builder
+		args := make([]any, 0, 2*len(part))
+		b.WriteString(`WITH need (room_id, user_id) AS (VALUES `)
+		for i, p := range part {
+			if i > 0 {
+				b.WriteString(`, `)
+			}
+			b.WriteString(`(CAST(? AS TEXT), CAST(? AS TEXT))`)
+			args = append(args, p.RoomID, p.UserID)
+		}
+		b.WriteString(`) SELECT ` + eventColumnsE + ` FROM need CROSS JOIN current_state c JOIN events e ON e.event_id = c.event_id
+			WHERE c.room_id = need.room_id AND c.type = 'm.room.member' AND c.state_key = need.user_id`)
+		rows, err := db.query(ctx, b.String(), args...)
+		if err != nil {
+			return nil, err
+		}
+		evs, err := scanEvents(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, evs...)
+	}
+	return out, nil
+}
+
+const syncMembershipsSQL = `SELECT room_id, membership, stream_pos FROM memberships WHERE user_id = ? AND forgotten = 0`
+
+// SyncMemberships is UserMemberships without the event IDs: the user's
+// current memberships (forgotten ones excluded) with room, membership and
+// stream position, read from index memberships_user_sync alone.
+func (db *DB) SyncMemberships(ctx context.Context, userID string) ([]Membership, error) {
+	rows, err := db.query(ctx, syncMembershipsSQL, userID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Membership
+	for rows.Next() {
+		m := Membership{UserID: userID}
+		if err := rows.Scan(&m.RoomID, &m.Membership, &m.StreamPos); err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// Commit-order guard (PostgreSQL). Stream positions are allocated when an
+// event row is inserted but become visible when its transaction commits,
+// so a position can become visible after a higher one: a sync that handed
+// out the higher one as its token would never deliver the lower one.
+const (
+	// gapWindow is how far below the highest position gaps are looked for.
+	gapWindow = 128
+	// gapWait is how long a gap may stay open before it is taken for a
+	// rolled-back insert (a permanent hole in the sequence): measured from
+	// the origin_server_ts of the event after it.
+	gapWaitMS = 5000
+)
+
+// SafeStreamPos returns the highest event stream position (0 if none) and
+// the position up to which a sync may read events: the same on SQLite,
+// whose single writer commits positions in order. On PostgreSQL it stops
+// below the lowest recent position still missing while another transaction
+// that has written is in flight (it may commit that position later); a gap
+// older than gapWaitMS, or with no writer in flight, is a rolled-back insert
+// and is passed over.
+func (db *DB) SafeStreamPos(ctx context.Context) (safe, highest int64, err error) {
+	if db.dialect != Postgres {
+		highest, err = db.MaxStreamPos(ctx)
+		return highest, highest, err
+	}
+	var n int64
+	if err := db.queryRow(ctx, `SELECT t.m, (SELECT COUNT(*) FROM events WHERE stream_pos > t.m - ? AND stream_pos <= t.m)
+		FROM (SELECT COALESCE(MAX(stream_pos), 0) AS m FROM events) t`, gapWindow).Scan(&highest, &n); err != nil {
+		return 0, 0, err
+	}
+	lo := max(highest-gapWindow, 0)
+	if n == highest-lo {
+		return highest, highest, nil // no gap
+	}
+	rows, err := db.query(ctx, `SELECT stream_pos, origin_server_ts FROM events WHERE stream_pos > ? AND stream_pos <= ? ORDER BY stream_pos`, lo, highest)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer rows.Close()
+	next, gap := lo+1, int64(0)
+	nowMS := time.Now().UnixMilli()
+	for rows.Next() {
+		var pos, ts int64
+		if err := rows.Scan(&pos, &ts); err != nil {
+			return 0, 0, err
+		}
+		if pos > next && nowMS-ts < gapWaitMS {
+			gap = next
+			break
+		}
+		next = pos + 1
+	}
+	if err := rows.Err(); err != nil {
+		return 0, 0, err
+	}
+	rows.Close()
+	if gap == 0 {
+		return highest, highest, nil
+	}
+	var writers int
+	if err := db.queryRow(ctx, `SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL`).Scan(&writers); err != nil {
+		return 0, 0, err
+	}
+	if writers == 0 {
+		return highest, highest, nil
+	}
+	return gap - 1, highest, nil
+}
+
+// roomsInWindowSQL is the window scan of RoomsWithEventsBetween.
+func (db *DB) roomsInWindowSQL() string {
+	return `SELECT DISTINCT room_id FROM ` + db.eventsByPos() + ` WHERE stream_pos > ? AND stream_pos <= ?`
+}
