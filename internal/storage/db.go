@@ -38,6 +38,8 @@ type DB struct {
 	dialect Dialect
 	write   *sql.DB
 	read    *sql.DB
+	gc      *groupCommitter
+	stmts   stmtCache
 }
 
 // Open connects to the database named by url: "postgres://…" or
@@ -46,6 +48,7 @@ type DB struct {
 // returns.
 func Open(ctx context.Context, dsn string) (*DB, error) {
 	db := &DB{}
+	db.gc = newGroupCommitter(db)
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 		pool, err := sql.Open("pgx", dsn)
 		if err != nil {
@@ -106,6 +109,8 @@ func (db *DB) Dialect() Dialect { return db.dialect }
 
 // Close releases all connections.
 func (db *DB) Close() error {
+	db.gc.close()
+	db.stmts.close()
 	err := db.write.Close()
 	if db.read != db.write {
 		if rerr := db.read.Close(); err == nil {
@@ -142,6 +147,15 @@ type Tx struct {
 	tx *sql.Tx
 	// afterCommit callbacks run once the transaction has committed.
 	afterCommit []func()
+	// missed are the queries the statement cache lacked (SQLite).
+	missed []string
+}
+
+// ended prepares, once tx has released the writer, the statements it missed.
+func (tx *Tx) ended() {
+	if len(tx.missed) > 0 {
+		tx.db.stmts.prepare(tx.db.write, tx.missed)
+	}
 }
 
 // WithTx runs fn in a write transaction, committing when it returns nil and
@@ -152,6 +166,7 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
 	tx := &Tx{db: db, tx: sqlTx}
+	defer tx.ended()
 	if err := fn(tx); err != nil {
 		_ = sqlTx.Rollback()
 		return err
@@ -169,15 +184,43 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 func (tx *Tx) AfterCommit(f func()) { tx.afterCommit = append(tx.afterCommit, f) }
 
 func (tx *Tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	if st := tx.stmt(ctx, q); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
 	return tx.tx.ExecContext(ctx, tx.db.rebind(q), args...)
 }
 
 func (tx *Tx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if st := tx.stmt(ctx, q); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
 	return tx.tx.QueryContext(ctx, tx.db.rebind(q), args...)
 }
 
 func (tx *Tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	if st := tx.stmt(ctx, q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
 	return tx.tx.QueryRowContext(ctx, tx.db.rebind(q), args...)
+}
+
+// stmt returns q prepared on the SQLite writer and bound to tx, or nil when
+// q is not cached. PostgreSQL needs no cache here: pgx keeps its own
+// per-connection cache of prepared statements.
+func (tx *Tx) stmt(ctx context.Context, q string) *sql.Stmt {
+	if tx.db.dialect != SQLite {
+		return nil
+	}
+	st := tx.db.stmts.get(q)
+	if st == nil {
+		if len(tx.missed) < 64 {
+			tx.missed = append(tx.missed, q)
+		}
+		return nil
+	}
+	// The statement was prepared on the writer's one connection, which tx
+	// holds, so this re-uses it without preparing again.
+	return tx.tx.StmtContext(ctx, st)
 }
 
 // insertReturningID inserts a row and returns the value of its integer
