@@ -39,7 +39,10 @@ type DB struct {
 	write   *sql.DB
 	read    *sql.DB
 	gc      *groupCommitter
-	stmts   stmtCache
+	// stmts caches statements prepared on the writer, readStmts on the
+	// readers (SQLite only).
+	stmts     stmtCache
+	readStmts stmtCache
 }
 
 // Open connects to the database named by url: "postgres://…" or
@@ -111,6 +114,7 @@ func (db *DB) Dialect() Dialect { return db.dialect }
 func (db *DB) Close() error {
 	db.gc.close()
 	db.stmts.close()
+	db.readStmts.close()
 	err := db.write.Close()
 	if db.read != db.write {
 		if rerr := db.read.Close(); err == nil {
@@ -149,6 +153,9 @@ type Tx struct {
 	afterCommit []func()
 	// missed are the queries the statement cache lacked (SQLite).
 	missed []string
+	// locked holds the rows of the rooms a batch locked up front
+	// (PostgreSQL), kept current by AppendEvent.
+	locked map[string]Room
 }
 
 // ended prepares, once tx has released the writer, the statements it missed.
@@ -213,7 +220,7 @@ func (tx *Tx) stmt(ctx context.Context, q string) *sql.Stmt {
 	}
 	st := tx.db.stmts.get(q)
 	if st == nil {
-		if len(tx.missed) < 64 {
+		if len(tx.missed) < 64 && cacheable(q) {
 			tx.missed = append(tx.missed, q)
 		}
 		return nil
@@ -232,11 +239,35 @@ func (tx *Tx) insertReturningID(ctx context.Context, idCol, q string, args ...an
 }
 
 func (db *DB) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if st := db.readStmt(q); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
 	return db.read.QueryContext(ctx, db.rebind(q), args...)
 }
 
 func (db *DB) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	if st := db.readStmt(q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
 	return db.read.QueryRowContext(ctx, db.rebind(q), args...)
+}
+
+// readStmt returns q prepared on the SQLite reader pool (each reader
+// connection prepares it once, on first use), or nil to run it unprepared.
+// PostgreSQL: see Tx.stmt.
+func (db *DB) readStmt(q string) *sql.Stmt {
+	if db.dialect != SQLite {
+		return nil
+	}
+	if st := db.readStmts.get(q); st != nil {
+		return st
+	}
+	if !cacheable(q) {
+		return nil
+	}
+	// No connection is held here, so preparing cannot wait on ourselves.
+	db.readStmts.prepare(db.read, []string{q})
+	return db.readStmts.get(q)
 }
 
 func (db *DB) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {

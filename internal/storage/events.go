@@ -73,6 +73,9 @@ func scanRoom(row interface{ Scan(...any) error }) (Room, error) {
 // the transaction ends, so appends to one room are serialised across
 // processes (SQLite has a single writer anyway).
 func (tx *Tx) LockRoom(ctx context.Context, roomID string) (Room, error) {
+	if r, ok := tx.locked[roomID]; ok {
+		return r, nil // locked by the batch (see DB.Batch)
+	}
 	q := `SELECT ` + roomColumns + ` FROM rooms WHERE room_id = ?`
 	if tx.db.dialect == Postgres {
 		q += ` FOR UPDATE`
@@ -349,6 +352,9 @@ func (tx *Tx) AppendEvent(ctx context.Context, room *Room, ev NewEvent) (int64, 
 		room.LatestEventID, room.Depth, room.StateGroup, room.RoomID); err != nil {
 		return 0, err
 	}
+	if _, ok := tx.locked[room.RoomID]; ok {
+		tx.locked[room.RoomID] = *room
+	}
 	return pos, nil
 }
 
@@ -594,6 +600,22 @@ func (tx *Tx) PutTxnResult(ctx context.Context, userID, deviceID, scope, txnID, 
 	_, err := tx.exec(ctx, `INSERT INTO txn_ids (user_id, device_id, scope, txn_id, result, created_ts) VALUES (?, ?, ?, ?, ?, ?)`,
 		userID, deviceID, scope, txnID, result, ts)
 	return err
+}
+
+// ClaimTxn records result for a request's transaction ID unless one is
+// recorded already, in which case it returns that earlier result (and
+// records nothing): one statement where TxnResult then PutTxnResult take
+// two.
+func (tx *Tx) ClaimTxn(ctx context.Context, userID, deviceID, scope, txnID, result string, ts int64) (prev string, err error) {
+	res, err := tx.exec(ctx, `INSERT INTO txn_ids (user_id, device_id, scope, txn_id, result, created_ts) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (user_id, device_id, scope, txn_id) DO NOTHING`, userID, deviceID, scope, txnID, result, ts)
+	if err != nil {
+		return "", err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 1 {
+		return "", err
+	}
+	return tx.TxnResult(ctx, userID, deviceID, scope, txnID)
 }
 
 // NextStreamPos advances a named non-event stream and returns its new position.

@@ -98,8 +98,12 @@ func (db *DB) Batch(ctx context.Context, roomID string, fn BatchFunc) error {
 
 func (g *groupCommitter) close() {
 	g.closeMu.Lock()
+	already := g.closed
 	g.closed = true
 	g.closeMu.Unlock()
+	if already {
+		return
+	}
 	close(g.quit)
 	g.wg.Wait()
 	// Fail what is still queued.
@@ -206,7 +210,8 @@ func (g *groupCommitter) attempt(jobs []*batchJob) (int, error) {
 	return -1, nil
 }
 
-// lockRooms locks the rooms of a batch in room ID order (PostgreSQL).
+// lockRooms locks the rooms of a batch in room ID order (PostgreSQL) and
+// keeps their rows for LockRoom, which then needs no round trip.
 func (tx *Tx) lockRooms(jobs []*batchJob) error {
 	seen := make(map[string]bool, len(jobs))
 	ids := make([]any, 0, len(jobs))
@@ -220,13 +225,19 @@ func (tx *Tx) lockRooms(jobs []*batchJob) error {
 		return nil
 	}
 	sort.Slice(ids, func(a, b int) bool { return ids[a].(string) < ids[b].(string) })
-	rows, err := tx.query(context.Background(), `SELECT room_id FROM rooms WHERE room_id IN (`+placeholders(len(ids))+`) ORDER BY room_id FOR UPDATE`, ids...)
+	rows, err := tx.query(context.Background(), `SELECT `+roomColumns+` FROM rooms WHERE room_id IN (`+placeholders(len(ids))+`) ORDER BY room_id FOR UPDATE`, ids...)
 	if err != nil {
 		return err
 	}
+	defer rows.Close()
+	tx.locked = make(map[string]Room, len(ids))
 	for rows.Next() {
+		r, err := scanRoom(rows)
+		if err != nil {
+			return err
+		}
+		tx.locked[r.RoomID] = r
 	}
-	rows.Close()
 	return rows.Err()
 }
 

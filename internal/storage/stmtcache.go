@@ -3,12 +3,20 @@ package storage
 import (
 	"context"
 	"database/sql"
+	"strings"
 	"sync"
 )
 
 // maxCachedStmts bounds the statement cache; queries beyond it (built with
 // a variable number of placeholders, say) are prepared each time as before.
 const maxCachedStmts = 512
+
+// cacheable reports whether q is worth caching: queries built with long
+// placeholder lists (IN (?,?,…) of a varying length) would fill the cache
+// with one entry per length.
+func cacheable(q string) bool {
+	return strings.Count(q, "?") <= 24
+}
 
 // stmtCache holds statements prepared on the SQLite writer, keyed by their
 // SQL text. Preparing (sqlite3_prepare_v2) was a fifth of the send path's
