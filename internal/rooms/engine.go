@@ -10,6 +10,7 @@
 package rooms
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
@@ -315,6 +316,11 @@ func authMessage(err error) string {
 
 // relation extracts m.relates_to's rel_type and event_id from content.
 func relation(content json.RawMessage) (relType, eventID string) {
+	// Most events have no relation: skip the decoding unless the key may
+	// be there (spelt out, or hidden behind a JSON escape).
+	if !bytes.Contains(content, []byte("m.relates_to")) && bytes.IndexByte(content, '\\') < 0 {
+		return "", ""
+	}
 	var c struct {
 		RelatesTo *struct {
 			RelType string `json:"rel_type"`

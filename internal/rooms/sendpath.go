@@ -291,11 +291,15 @@ func (e *Engine) sendBuilt(ctx context.Context, ent *roomEntry, req SendRequest)
 			return err
 		}
 		if req.TxnID != "" {
-			if prev, err := tx.TxnResult(ctx, req.Sender, req.TxnDevice, req.TxnScope, req.TxnID); err == nil {
+			// The event ID is known already: claim the transaction ID for
+			// it, or learn the earlier result.
+			prev, err := tx.ClaimTxn(ctx, req.Sender, req.TxnDevice, req.TxnScope, req.TxnID, ev.EventID, e.now().UnixMilli())
+			if err != nil {
+				return err
+			}
+			if prev != "" {
 				res.dupEventID = prev
 				return nil
-			} else if !errors.Is(err, storage.ErrNotFound) {
-				return err
 			}
 		}
 		if room.LatestEventID != head.LatestEventID || room.Depth != head.Depth || room.StateGroup != head.StateGroup {
@@ -312,11 +316,6 @@ func (e *Engine) sendBuilt(ctx context.Context, ent *roomEntry, req SendRequest)
 		out.StateGroupAfter = room.StateGroup
 		for _, h := range e.storedHooks {
 			if err := h(ctx, tx, &out); err != nil {
-				return err
-			}
-		}
-		if req.TxnID != "" {
-			if err := tx.PutTxnResult(ctx, req.Sender, req.TxnDevice, req.TxnScope, req.TxnID, out.EventID, e.now().UnixMilli()); err != nil {
 				return err
 			}
 		}
