@@ -51,7 +51,6 @@ type DB struct {
 // returns.
 func Open(ctx context.Context, dsn string) (*DB, error) {
 	db := &DB{}
-	db.gc = newGroupCommitter(db)
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 		pool, err := sql.Open("pgx", dsn)
 		if err != nil {
@@ -94,6 +93,7 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		r.SetMaxOpenConns(8)
 		db.dialect, db.write, db.read = SQLite, w, r
 	}
+	db.gc = newGroupCommitter(db)
 	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if err := db.write.PingContext(pctx); err != nil {
@@ -156,6 +156,8 @@ type Tx struct {
 	// locked holds the rows of the rooms a batch locked up front
 	// (PostgreSQL), kept current by AppendEvent.
 	locked map[string]Room
+	// orderLocked is set once tx holds the event-order lock (PostgreSQL).
+	orderLocked bool
 }
 
 // ended prepares, once tx has released the writer, the statements it missed.

@@ -307,8 +307,12 @@ type NewEvent struct {
 // AppendEvent stores ev as the room's newest event, advancing its state
 // group, current state and memberships when ev is a state event. The room
 // must have been locked with LockRoom in this transaction. It returns the
-// event's stream position.
+// event's stream position. On PostgreSQL it first takes the event-order
+// lock (see lockEventOrder), held until the transaction ends.
 func (tx *Tx) AppendEvent(ctx context.Context, room *Room, ev NewEvent) (int64, error) {
+	if err := tx.lockEventOrder(ctx); err != nil {
+		return 0, fmt.Errorf("lock event order: %w", err)
+	}
 	ev.StateGroupBefore = room.StateGroup
 	ev.StateGroupAfter = room.StateGroup
 	if ev.StateKey != nil {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Group commit. Batch queues a unit of work; committer goroutines take the
@@ -41,36 +43,40 @@ type batchJob struct {
 }
 
 func newGroupCommitter(db *DB) *groupCommitter {
-	return &groupCommitter{db: db, jobs: make(chan *batchJob, 4*maxBatch), quit: make(chan struct{})}
+	// One committer on both backends. SQLite has one writer connection
+	// anyway; on PostgreSQL, transactions appending events are serialised
+	// by lockEventOrder (readers take MAX(stream_pos) as the stream's
+	// head, so events must commit in stream order), and concurrent batches
+	// would only wait on each other.
+	const n = 1
+	g := &groupCommitter{db: db, quit: make(chan struct{})}
+	for range n {
+		g.queues = append(g.queues, make(chan *batchJob, 4*maxBatch))
+	}
+	return g
 }
 
 type groupCommitter struct {
-	db   *DB
-	jobs chan *batchJob
-	quit chan struct{}
-	wg   sync.WaitGroup
-	once sync.Once
-	// closeMu orders Batch's enqueue against close.
+	db *DB
+	// queues has one FIFO queue per committer goroutine; a room's units
+	// always go to the same one, so they commit in the order queued.
+	queues []chan *batchJob
+	next   atomic.Uint32 // round robin for units without a room
+	quit   chan struct{}
+	wg     sync.WaitGroup
+	once   sync.Once
+	// closeMu orders enqueueing against close.
 	closeMu sync.RWMutex
 	closed  bool
 }
 
-func (db *DB) committer() *groupCommitter {
-	g := db.gc
+func (g *groupCommitter) start() {
 	g.once.Do(func() {
-		// SQLite has one writer connection: one committer. On PostgreSQL a
-		// few committers keep several transactions in flight, so that the
-		// round trips of one batch overlap the commit of another.
-		n := 1
-		if db.dialect == Postgres {
-			n = 4
-		}
-		for range n {
+		for _, q := range g.queues {
 			g.wg.Add(1)
-			go g.loop()
+			go g.loop(q)
 		}
 	})
-	return g
 }
 
 // Batch runs fn in a write transaction shared with other concurrent Batch
@@ -79,24 +85,43 @@ func (db *DB) committer() *groupCommitter {
 // when not empty, names the room fn will lock with LockRoom: on PostgreSQL
 // the rooms of a batch are locked up front in a fixed order, so that
 // batches of several processes sharing a database cannot deadlock on each
-// other. The caller must not have two Batch calls on one room in flight at
-// once if it relies on their order (they may land in concurrent
-// transactions on PostgreSQL).
+// other. Units of one room commit in the order they were queued.
 func (db *DB) Batch(ctx context.Context, roomID string, fn BatchFunc) error {
+	return db.BatchAsync(ctx, roomID, fn)()
+}
+
+// BatchAsync queues fn as Batch does and returns at once; the returned
+// function waits for fn's transaction and returns what Batch would. Units
+// of one room queued one after the other commit in that order, each in the
+// same transaction as the one before or a later one.
+func (db *DB) BatchAsync(ctx context.Context, roomID string, fn BatchFunc) (wait func() error) {
 	g := db.gc
 	j := &batchJob{ctx: ctx, roomID: roomID, fn: fn, done: make(chan error, 1)}
 	g.closeMu.RLock()
 	if g.closed {
 		g.closeMu.RUnlock()
-		return ErrClosed
+		return func() error { return ErrClosed }
 	}
-	db.committer()
-	g.jobs <- j
+	g.start()
+	var q chan *batchJob
+	if len(g.queues) == 1 {
+		q = g.queues[0]
+	} else if roomID == "" {
+		q = g.queues[int(g.next.Add(1))%len(g.queues)]
+	} else {
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(roomID))
+		q = g.queues[int(h.Sum32()%uint32(len(g.queues)))]
+	}
+	q <- j
 	g.closeMu.RUnlock()
-	return <-j.done
+	return func() error { return <-j.done }
 }
 
 func (g *groupCommitter) close() {
+	if g == nil {
+		return
+	}
 	g.closeMu.Lock()
 	already := g.closed
 	g.closed = true
@@ -107,30 +132,33 @@ func (g *groupCommitter) close() {
 	close(g.quit)
 	g.wg.Wait()
 	// Fail what is still queued.
-	for {
-		select {
-		case j := <-g.jobs:
-			j.done <- ErrClosed
-		default:
-			return
+	for _, q := range g.queues {
+	drain:
+		for {
+			select {
+			case j := <-q:
+				j.done <- ErrClosed
+			default:
+				break drain
+			}
 		}
 	}
 }
 
-func (g *groupCommitter) loop() {
+func (g *groupCommitter) loop(jobs chan *batchJob) {
 	defer g.wg.Done()
 	batch := make([]*batchJob, 0, maxBatch)
 	for {
 		select {
 		case <-g.quit:
 			return
-		case j := <-g.jobs:
+		case j := <-jobs:
 			batch = append(batch[:0], j)
 		}
 	drain:
 		for len(batch) < maxBatch {
 			select {
-			case j := <-g.jobs:
+			case j := <-jobs:
 				batch = append(batch, j)
 			default:
 				break drain
@@ -186,6 +214,12 @@ func (g *groupCommitter) attempt(jobs []*batchJob) (int, error) {
 	tx := &Tx{db: db, tx: sqlTx}
 	defer tx.ended()
 	if db.dialect == Postgres {
+		// The event-order lock first, then the rooms, as AppendEvent
+		// would take them one by one.
+		if err := tx.lockEventOrder(context.Background()); err != nil {
+			_ = sqlTx.Rollback()
+			return -1, fmt.Errorf("lock event order: %w", err)
+		}
 		if err := tx.lockRooms(jobs); err != nil {
 			_ = sqlTx.Rollback()
 			return -1, fmt.Errorf("lock rooms: %w", err)
@@ -239,6 +273,27 @@ func (tx *Tx) lockRooms(jobs []*batchJob) error {
 		tx.locked[r.RoomID] = r
 	}
 	return rows.Err()
+}
+
+// eventOrderLock is the PostgreSQL advisory lock key serialising the
+// transactions that append events ("rempart events").
+const eventOrderLock = 0x72656d7061727445
+
+// lockEventOrder makes tx, on PostgreSQL, the only transaction appending
+// events until it ends, across all processes sharing the database. Stream
+// positions come from an identity column, so two concurrent appenders could
+// commit out of order; a reader taking MAX(stream_pos) as the head of the
+// stream between the two commits would then skip the lower position for
+// ever. SQLite has a single writer and needs nothing.
+func (tx *Tx) lockEventOrder(ctx context.Context) error {
+	if tx.db.dialect != Postgres || tx.orderLocked {
+		return nil
+	}
+	if _, err := tx.exec(ctx, `SELECT pg_advisory_xact_lock(?)`, int64(eventOrderLock)); err != nil {
+		return err
+	}
+	tx.orderLocked = true
+	return nil
 }
 
 // isRetryable reports a PostgreSQL deadlock or serialisation failure,
