@@ -129,18 +129,35 @@ func (e *Engine) Send(ctx context.Context, req SendRequest) (Sent, error) {
 	// ID from elsewhere.
 	req.TxnScope += " " + req.RoomID
 	ent := e.cache.acquire(req.RoomID)
+	locked := true
 	var res sendResult
-	var err error
+	err := errStale
 	if fastPath(&req) {
-		res, err = e.sendBuilt(ctx, ent, req)
-	} else {
-		err = errStale
+		var wait func() (sendResult, error)
+		res, wait, err = e.sendBuilt(ctx, ent, req)
+		if wait != nil {
+			// Queued: the room's next send may be built meanwhile.
+			e.cache.release(ent)
+			locked = false
+			res, err = wait()
+			if err != nil || res.ev == nil {
+				ent = e.cache.acquire(req.RoomID)
+				locked = true
+				ent.invalidate()
+			}
+		}
 	}
 	if errors.Is(err, errStale) {
+		if !locked {
+			ent = e.cache.acquire(req.RoomID)
+			locked = true
+		}
 		ent.invalidate()
 		res, err = e.sendInTx(ctx, req)
 	}
-	e.cache.release(ent)
+	if locked {
+		e.cache.release(ent)
+	}
 	if err != nil {
 		return Sent{}, err
 	}

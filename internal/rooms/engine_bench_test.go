@@ -62,10 +62,14 @@ func BenchmarkEngineSend(b *testing.B) {
 // BenchmarkEngineSendParallel is Engine.Send from many goroutines, each in
 // its own room: what the send scenario of rempart-bench does through HTTP
 // (16 goroutines over 64 rooms, and 100 goroutines over 100 rooms as with
-// the load tool's 100 senders).
+// the load tool's 100 senders), and 100 goroutines into one room, as the
+// load tool's big-room phase does.
 func BenchmarkEngineSendParallel(b *testing.B) {
-	for _, c := range []struct{ goroutines, rooms int }{{16, 64}, {100, 100}} {
-		b.Run(fmt.Sprintf("goroutines=%d", c.goroutines), func(b *testing.B) {
+	for _, c := range []struct {
+		name              string
+		goroutines, rooms int
+	}{{"goroutines=16", 16, 64}, {"goroutines=100", 100, 100}, {"goroutines=100-oneroom", 100, 1}} {
+		b.Run(c.name, func(b *testing.B) {
 			benchSendParallel(b, c.goroutines, c.rooms)
 		})
 	}

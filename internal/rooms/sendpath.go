@@ -175,11 +175,16 @@ type sendResult struct {
 
 // sendBuilt builds req outside the transaction from the cached room state
 // and appends it in a group-committed batch. It returns errStale when the
-// room moved since its state was cached.
-func (e *Engine) sendBuilt(ctx context.Context, ent *roomEntry, req SendRequest) (sendResult, error) {
+// room moved since its state was cached. For a message it returns once the
+// event is queued, with wait to wait for its commit: the caller may then
+// release the room (the cached head already points at the queued event);
+// wait's result is the event's, and an error or a duplicate (res.ev nil)
+// leaves the cached head wrong, so the caller must invalidate it. For other
+// events it returns once committed, with wait nil.
+func (e *Engine) sendBuilt(ctx context.Context, ent *roomEntry, req SendRequest) (sendResult, func() (sendResult, error), error) {
 	if !ent.valid {
 		if err := e.loadEntry(ctx, ent, req.RoomID); err != nil {
-			return sendResult{}, err
+			return sendResult{}, nil, err
 		}
 	}
 	head := ent.room
@@ -197,7 +202,7 @@ func (e *Engine) sendBuilt(ctx context.Context, ent *roomEntry, req SendRequest)
 	}
 	needed, err := gmsl.StateNeededForProtoEvent(&proto)
 	if err != nil {
-		return sendResult{}, httpapi.BadJSON("%v", err)
+		return sendResult{}, nil, httpapi.BadJSON("%v", err)
 	}
 	tuples := needed.Tuples()
 	keys := make([]storage.StateKeyTuple, 0, len(tuples)+1)
@@ -211,7 +216,7 @@ func (e *Engine) sendBuilt(ctx context.Context, ent *roomEntry, req SendRequest)
 	}
 	state, err := e.stateFor(ctx, ent, keys)
 	if err != nil {
-		return sendResult{}, err
+		return sendResult{}, nil, err
 	}
 	authPDUs := make([]gmsl.PDU, 0, len(state))
 	for _, p := range state {
@@ -219,11 +224,11 @@ func (e *Engine) sendBuilt(ctx context.Context, ent *roomEntry, req SendRequest)
 	}
 	authEvents, err := gmsl.NewAuthEvents(authPDUs)
 	if err != nil {
-		return sendResult{}, fmt.Errorf("auth events: %w", err)
+		return sendResult{}, nil, fmt.Errorf("auth events: %w", err)
 	}
 	refs, err := needed.AuthEventReferences(authEvents)
 	if err != nil {
-		return sendResult{}, err
+		return sendResult{}, nil, err
 	}
 	if verImpl.DomainlessRoomIDs() {
 		createID := "$" + head.RoomID[1:]
@@ -245,18 +250,18 @@ func (e *Engine) sendBuilt(ctx context.Context, ent *roomEntry, req SendRequest)
 	pdu, err := verImpl.NewEventBuilderFromProtoEvent(&proto).Build(e.now(), e.serverName, e.keyID, e.key)
 	var tooLarge gmsl.EventValidationError
 	if errors.As(err, &tooLarge) && tooLarge.Code == gmsl.EventValidationTooLarge {
-		return sendResult{}, httpapi.TooLarge("event exceeds %d bytes", MaxEventBytes)
+		return sendResult{}, nil, httpapi.TooLarge("event exceeds %d bytes", MaxEventBytes)
 	}
 	if err != nil {
-		return sendResult{}, httpapi.BadJSON("cannot build event: %v", err)
+		return sendResult{}, nil, httpapi.BadJSON("cannot build event: %v", err)
 	}
 	if len(pdu.JSON()) > MaxEventBytes {
-		return sendResult{}, httpapi.TooLarge("event exceeds %d bytes", MaxEventBytes)
+		return sendResult{}, nil, httpapi.TooLarge("event exceeds %d bytes", MaxEventBytes)
 	}
 	if err := gmsl.Allowed(pdu, authEvents, userIDForSender); err != nil {
 		// Refused on the cached state: confirm on the database's, in case
 		// the room moved without this process seeing it.
-		return sendResult{}, errStale
+		return sendResult{}, nil, errStale
 	}
 	ev := storage.NewEvent{Event: storage.Event{
 		EventID:        pdu.EventID(),
@@ -280,9 +285,9 @@ func (e *Engine) sendBuilt(ctx context.Context, ent *roomEntry, req SendRequest)
 	}
 	ev.RelType, ev.RelatesTo = relation(req.Content)
 
-	var res sendResult
-	err = e.db.Batch(ctx, req.RoomID, func(ctx context.Context, tx *storage.Tx) error {
-		res = sendResult{}
+	res := &sendResult{}
+	queued := e.db.BatchAsync(ctx, req.RoomID, func(ctx context.Context, tx *storage.Tx) error {
+		*res = sendResult{}
 		room, err := tx.LockRoom(ctx, req.RoomID)
 		if errors.Is(err, storage.ErrNotFound) {
 			return httpapi.NotFound("unknown room")
@@ -322,18 +327,30 @@ func (e *Engine) sendBuilt(ctx context.Context, ent *roomEntry, req SendRequest)
 		res.room, res.ev = room, &out
 		return nil
 	})
-	if err != nil {
+	if req.StateKey == nil {
+		// A message leaves the state (and state group) as it was: the
+		// room's next send may be built on it at once, since a room's
+		// units commit in the order queued. If this one fails, the next
+		// fails the head check and is built again in the transaction.
+		ent.room.LatestEventID, ent.room.Depth = ev.EventID, ev.Depth
+		return sendResult{}, func() (sendResult, error) {
+			if err := queued(); err != nil {
+				return sendResult{}, err
+			}
+			return *res, nil
+		}, nil
+	}
+	// A state event gets its state group in the transaction: hold the
+	// room until it is committed.
+	if err := queued(); err != nil {
 		ent.invalidate()
-		return sendResult{}, err
+		return sendResult{}, nil, err
 	}
 	if res.ev != nil {
-		// The event is committed: advance the cached head.
 		ent.room = res.room
-		if req.StateKey != nil {
-			ent.state[prevKey] = pdu
-		}
+		ent.state[prevKey] = pdu
 	}
-	return res, nil
+	return *res, nil, nil
 }
 
 // sendInTx is the general send: build, sign and authorise inside the
