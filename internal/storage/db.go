@@ -91,6 +91,10 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 			return nil, fmt.Errorf("open sqlite reader: %w", err)
 		}
 		r.SetMaxOpenConns(8)
+		// Keep them all: the default keeps 2 idle, so under concurrent
+		// reads connections were closed and reopened (pragmas run again,
+		// cached statements prepared again) all the time.
+		r.SetMaxIdleConns(8)
 		db.dialect, db.write, db.read = SQLite, w, r
 	}
 	db.gc = newGroupCommitter(db)
