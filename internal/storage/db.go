@@ -160,6 +160,9 @@ type Tx struct {
 	// locked holds the rows of the rooms a batch locked up front
 	// (PostgreSQL), kept current by AppendEvent.
 	locked map[string]Room
+	// dirtyRooms lists the rooms of tx.locked whose head AppendEvent
+	// advanced, to be written before the commit.
+	dirtyRooms []string
 	// orderLocked is set once tx holds the event-order lock (PostgreSQL).
 	orderLocked bool
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -352,14 +353,39 @@ func (tx *Tx) AppendEvent(ctx context.Context, room *Room, ev NewEvent) (int64, 
 		}
 	}
 	room.LatestEventID, room.Depth, room.StateGroup = ev.EventID, ev.Depth, ev.StateGroupAfter
-	if _, err := tx.exec(ctx, `UPDATE rooms SET latest_event_id = ?, depth = ?, state_group = ? WHERE room_id = ?`,
-		room.LatestEventID, room.Depth, room.StateGroup, room.RoomID); err != nil {
+	if _, ok := tx.locked[room.RoomID]; ok {
+		// A batch's room (PostgreSQL): LockRoom answers from tx.locked,
+		// and the row is written once per batch, before the commit.
+		tx.locked[room.RoomID] = *room
+		tx.dirtyRooms = append(tx.dirtyRooms, room.RoomID)
+		return pos, nil
+	}
+	if err := tx.updateRoomHead(ctx, room); err != nil {
 		return 0, err
 	}
-	if _, ok := tx.locked[room.RoomID]; ok {
-		tx.locked[room.RoomID] = *room
-	}
 	return pos, nil
+}
+
+func (tx *Tx) updateRoomHead(ctx context.Context, room *Room) error {
+	_, err := tx.exec(ctx, `UPDATE rooms SET latest_event_id = ?, depth = ?, state_group = ? WHERE room_id = ?`,
+		room.LatestEventID, room.Depth, room.StateGroup, room.RoomID)
+	return err
+}
+
+// flushRoomHeads writes the heads of the batch's rooms that AppendEvent
+// advanced.
+func (tx *Tx) flushRoomHeads(ctx context.Context) error {
+	for i, id := range tx.dirtyRooms {
+		if slices.Contains(tx.dirtyRooms[:i], id) {
+			continue
+		}
+		r := tx.locked[id]
+		if err := tx.updateRoomHead(ctx, &r); err != nil {
+			return err
+		}
+	}
+	tx.dirtyRooms = nil
+	return nil
 }
 
 // maxStateChain bounds how many deltas are chained before a full snapshot.

@@ -235,6 +235,13 @@ func (g *groupCommitter) attempt(jobs []*batchJob) (int, error) {
 			return i, err
 		}
 	}
+	if err := tx.flushRoomHeads(context.Background()); err != nil {
+		_ = sqlTx.Rollback()
+		if isRetryable(err) {
+			return -1, err
+		}
+		return -1, fmt.Errorf("update rooms: %w", err)
+	}
 	if err := sqlTx.Commit(); err != nil {
 		return -1, fmt.Errorf("commit: %w", err)
 	}
