@@ -1,12 +1,16 @@
 // Package rooms is the room engine: it builds, signs, authorises and stores
 // room events, with gomatrixserverlib providing event formats, hashing,
 // signing, redaction and the spec's authorisation rules. Every event a local
-// user sends goes through Engine.Send, inside one storage transaction per
-// room, so that the room's DAG, state groups and current state stay
-// consistent even with several processes on one PostgreSQL database.
+// user sends goes through Engine.Send: it is built and authorised against
+// the room's state and appended in a transaction that locks the room and
+// checks that state is still current (see sendpath.go), so that the room's
+// DAG, state groups and current state stay consistent even with several
+// processes on one PostgreSQL database. Concurrent sends share transactions
+// (group commit, storage.DB.Batch).
 package rooms
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
@@ -48,6 +52,7 @@ type Engine struct {
 	defaultVersion string
 	now            func() time.Time
 	storedHooks    []StoredHook
+	cache          roomCache
 }
 
 // StoredHook runs inside the transaction that stored a new room event,
@@ -107,7 +112,9 @@ func userIDForSender(_ spec.RoomID, s spec.SenderID) (*spec.UserID, error) {
 	return spec.NewUserID(string(s), true)
 }
 
-// Send authorises and stores one event from a local user.
+// Send authorises and stores one event from a local user. It returns once
+// the event is committed; concurrent sends share transactions (group
+// commit), and the sends of one room are serialised in this process.
 func (e *Engine) Send(ctx context.Context, req SendRequest) (Sent, error) {
 	if e.policy != nil {
 		if err := e.policy.CheckSend(ctx, &req); err != nil {
@@ -121,44 +128,46 @@ func (e *Engine) Send(ctx context.Context, req SendRequest) (Sent, error) {
 	// client reusing one in another room gets a new event, never an event
 	// ID from elsewhere.
 	req.TxnScope += " " + req.RoomID
-	var out Sent
-	var stored *storage.Event
-	err := e.db.WithTx(ctx, func(tx *storage.Tx) error {
-		room, err := tx.LockRoom(ctx, req.RoomID)
-		if errors.Is(err, storage.ErrNotFound) {
-			return httpapi.NotFound("unknown room")
-		}
-		if err != nil {
-			return err
-		}
-		if req.TxnID != "" {
-			if prev, err := tx.TxnResult(ctx, req.Sender, req.TxnDevice, req.TxnScope, req.TxnID); err == nil {
-				out.EventID = prev
-				return nil
-			} else if !errors.Is(err, storage.ErrNotFound) {
-				return err
+	ent := e.cache.acquire(req.RoomID)
+	locked := true
+	var res sendResult
+	err := errStale
+	if fastPath(&req) {
+		var wait func() (sendResult, error)
+		res, wait, err = e.sendBuilt(ctx, ent, req)
+		if wait != nil {
+			// Queued: the room's next send may be built meanwhile.
+			e.cache.release(ent)
+			locked = false
+			res, err = wait()
+			if err != nil || res.ev == nil {
+				ent = e.cache.acquire(req.RoomID)
+				locked = true
+				ent.invalidate()
 			}
 		}
-		ev, err := e.appendInTx(ctx, tx, &room, req)
-		if err != nil {
-			return err
+	}
+	if errors.Is(err, errStale) {
+		if !locked {
+			ent = e.cache.acquire(req.RoomID)
+			locked = true
 		}
-		out = Sent{EventID: ev.EventID, StreamPos: ev.StreamPos}
-		stored = ev
-		if req.TxnID != "" {
-			if err := tx.PutTxnResult(ctx, req.Sender, req.TxnDevice, req.TxnScope, req.TxnID, ev.EventID, e.now().UnixMilli()); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+		ent.invalidate()
+		res, err = e.sendInTx(ctx, req)
+	}
+	if locked {
+		e.cache.release(ent)
+	}
 	if err != nil {
 		return Sent{}, err
 	}
-	if stored != nil && e.notifier != nil {
-		e.notifier.RoomEvent(req.RoomID, stored.StreamPos, stored)
+	if res.ev == nil {
+		return Sent{EventID: res.dupEventID}, nil
 	}
-	return out, nil
+	if e.notifier != nil {
+		e.notifier.RoomEvent(req.RoomID, res.ev.StreamPos, res.ev)
+	}
+	return Sent{EventID: res.ev.EventID, StreamPos: res.ev.StreamPos}, nil
 }
 
 // appendInTx builds, signs, authorises and appends an event to a locked room.
@@ -324,6 +333,11 @@ func authMessage(err error) string {
 
 // relation extracts m.relates_to's rel_type and event_id from content.
 func relation(content json.RawMessage) (relType, eventID string) {
+	// Most events have no relation: skip the decoding unless the key may
+	// be there (spelt out, or hidden behind a JSON escape).
+	if !bytes.Contains(content, []byte("m.relates_to")) && bytes.IndexByte(content, '\\') < 0 {
+		return "", ""
+	}
 	var c struct {
 		RelatesTo *struct {
 			RelType string `json:"rel_type"`

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -59,12 +60,25 @@ func BenchmarkEngineSend(b *testing.B) {
 }
 
 // BenchmarkEngineSendParallel is Engine.Send from many goroutines, each in
-// its own room: what the send scenario of rempart-bench does through HTTP.
+// its own room: what the send scenario of rempart-bench does through HTTP
+// (16 goroutines over 64 rooms, and 100 goroutines over 100 rooms as with
+// the load tool's 100 senders), and 100 goroutines into one room, as the
+// load tool's big-room phase does.
 func BenchmarkEngineSendParallel(b *testing.B) {
+	for _, c := range []struct {
+		name              string
+		goroutines, rooms int
+	}{{"goroutines=16", 16, 64}, {"goroutines=100", 100, 100}, {"goroutines=100-oneroom", 100, 1}} {
+		b.Run(c.name, func(b *testing.B) {
+			benchSendParallel(b, c.goroutines, c.rooms)
+		})
+	}
+}
+
+func benchSendParallel(b *testing.B, goroutines, nRooms int) {
 	srv, alice, _ := benchRoom(b)
 	ctx := context.Background()
 	var roomSeq, txn atomic.Int64
-	const nRooms = 64
 	ids := make([]string, nRooms)
 	for i := range ids {
 		id, err := srv.Srv.Rooms.Create(ctx, rooms.CreateRequest{Creator: alice, Preset: "public_chat"})
@@ -73,10 +87,11 @@ func BenchmarkEngineSendParallel(b *testing.B) {
 		}
 		ids[i] = id
 	}
-	b.SetParallelism(16)
+	// SetParallelism multiplies GOMAXPROCS.
+	b.SetParallelism(max(1, goroutines/runtime.GOMAXPROCS(0)))
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
-		roomID := ids[roomSeq.Add(1)%nRooms]
+		roomID := ids[roomSeq.Add(1)%int64(nRooms)]
 		for pb.Next() {
 			_, err := srv.Srv.Rooms.Send(ctx, rooms.SendRequest{RoomID: roomID, Sender: alice, Type: "m.room.message",
 				Content: benchMessage, TxnDevice: "DEV", TxnID: strconv.FormatInt(txn.Add(1), 10)})

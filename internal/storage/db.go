@@ -38,6 +38,11 @@ type DB struct {
 	dialect Dialect
 	write   *sql.DB
 	read    *sql.DB
+	gc      *groupCommitter
+	// stmts caches statements prepared on the writer, readStmts on the
+	// readers (SQLite only).
+	stmts     stmtCache
+	readStmts stmtCache
 }
 
 // Open connects to the database named by url: "postgres://…" or
@@ -86,8 +91,13 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 			return nil, fmt.Errorf("open sqlite reader: %w", err)
 		}
 		r.SetMaxOpenConns(8)
+		// Keep them all: the default keeps 2 idle, so under concurrent
+		// reads connections were closed and reopened (pragmas run again,
+		// cached statements prepared again) all the time.
+		r.SetMaxIdleConns(8)
 		db.dialect, db.write, db.read = SQLite, w, r
 	}
+	db.gc = newGroupCommitter(db)
 	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if err := db.write.PingContext(pctx); err != nil {
@@ -106,6 +116,9 @@ func (db *DB) Dialect() Dialect { return db.dialect }
 
 // Close releases all connections.
 func (db *DB) Close() error {
+	db.gc.close()
+	db.stmts.close()
+	db.readStmts.close()
 	err := db.write.Close()
 	if db.read != db.write {
 		if rerr := db.read.Close(); err == nil {
@@ -142,6 +155,23 @@ type Tx struct {
 	tx *sql.Tx
 	// afterCommit callbacks run once the transaction has committed.
 	afterCommit []func()
+	// missed are the queries the statement cache lacked (SQLite).
+	missed []string
+	// locked holds the rows of the rooms a batch locked up front
+	// (PostgreSQL), kept current by AppendEvent.
+	locked map[string]Room
+	// dirtyRooms lists the rooms of tx.locked whose head AppendEvent
+	// advanced, to be written before the commit.
+	dirtyRooms []string
+	// orderLocked is set once tx holds the event-order lock (PostgreSQL).
+	orderLocked bool
+}
+
+// ended prepares, once tx has released the writer, the statements it missed.
+func (tx *Tx) ended() {
+	if len(tx.missed) > 0 {
+		tx.db.stmts.prepare(tx.db.write, tx.missed)
+	}
 }
 
 // WithTx runs fn in a write transaction, committing when it returns nil and
@@ -152,6 +182,7 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
 	tx := &Tx{db: db, tx: sqlTx}
+	defer tx.ended()
 	if err := fn(tx); err != nil {
 		_ = sqlTx.Rollback()
 		return err
@@ -169,15 +200,43 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 func (tx *Tx) AfterCommit(f func()) { tx.afterCommit = append(tx.afterCommit, f) }
 
 func (tx *Tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	if st := tx.stmt(ctx, q); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
 	return tx.tx.ExecContext(ctx, tx.db.rebind(q), args...)
 }
 
 func (tx *Tx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if st := tx.stmt(ctx, q); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
 	return tx.tx.QueryContext(ctx, tx.db.rebind(q), args...)
 }
 
 func (tx *Tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	if st := tx.stmt(ctx, q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
 	return tx.tx.QueryRowContext(ctx, tx.db.rebind(q), args...)
+}
+
+// stmt returns q prepared on the SQLite writer and bound to tx, or nil when
+// q is not cached. PostgreSQL needs no cache here: pgx keeps its own
+// per-connection cache of prepared statements.
+func (tx *Tx) stmt(ctx context.Context, q string) *sql.Stmt {
+	if tx.db.dialect != SQLite {
+		return nil
+	}
+	st := tx.db.stmts.get(q)
+	if st == nil {
+		if len(tx.missed) < 64 && cacheable(q) {
+			tx.missed = append(tx.missed, q)
+		}
+		return nil
+	}
+	// The statement was prepared on the writer's one connection, which tx
+	// holds, so this re-uses it without preparing again.
+	return tx.tx.StmtContext(ctx, st)
 }
 
 // insertReturningID inserts a row and returns the value of its integer
@@ -189,11 +248,35 @@ func (tx *Tx) insertReturningID(ctx context.Context, idCol, q string, args ...an
 }
 
 func (db *DB) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if st := db.readStmt(q); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
 	return db.read.QueryContext(ctx, db.rebind(q), args...)
 }
 
 func (db *DB) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	if st := db.readStmt(q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
 	return db.read.QueryRowContext(ctx, db.rebind(q), args...)
+}
+
+// readStmt returns q prepared on the SQLite reader pool (each reader
+// connection prepares it once, on first use), or nil to run it unprepared.
+// PostgreSQL: see Tx.stmt.
+func (db *DB) readStmt(q string) *sql.Stmt {
+	if db.dialect != SQLite {
+		return nil
+	}
+	if st := db.readStmts.get(q); st != nil {
+		return st
+	}
+	if !cacheable(q) {
+		return nil
+	}
+	// No connection is held here, so preparing cannot wait on ourselves.
+	db.readStmts.prepare(db.read, []string{q})
+	return db.readStmts.get(q)
 }
 
 func (db *DB) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -73,6 +74,9 @@ func scanRoom(row interface{ Scan(...any) error }) (Room, error) {
 // the transaction ends, so appends to one room are serialised across
 // processes (SQLite has a single writer anyway).
 func (tx *Tx) LockRoom(ctx context.Context, roomID string) (Room, error) {
+	if r, ok := tx.locked[roomID]; ok {
+		return r, nil // locked by the batch (see DB.Batch)
+	}
 	q := `SELECT ` + roomColumns + ` FROM rooms WHERE room_id = ?`
 	if tx.db.dialect == Postgres {
 		q += ` FOR UPDATE`
@@ -304,8 +308,12 @@ type NewEvent struct {
 // AppendEvent stores ev as the room's newest event, advancing its state
 // group, current state and memberships when ev is a state event. The room
 // must have been locked with LockRoom in this transaction. It returns the
-// event's stream position.
+// event's stream position. On PostgreSQL it first takes the event-order
+// lock (see lockEventOrder), held until the transaction ends.
 func (tx *Tx) AppendEvent(ctx context.Context, room *Room, ev NewEvent) (int64, error) {
+	if err := tx.lockEventOrder(ctx); err != nil {
+		return 0, fmt.Errorf("lock event order: %w", err)
+	}
 	ev.StateGroupBefore = room.StateGroup
 	ev.StateGroupAfter = room.StateGroup
 	if ev.StateKey != nil {
@@ -345,11 +353,39 @@ func (tx *Tx) AppendEvent(ctx context.Context, room *Room, ev NewEvent) (int64, 
 		}
 	}
 	room.LatestEventID, room.Depth, room.StateGroup = ev.EventID, ev.Depth, ev.StateGroupAfter
-	if _, err := tx.exec(ctx, `UPDATE rooms SET latest_event_id = ?, depth = ?, state_group = ? WHERE room_id = ?`,
-		room.LatestEventID, room.Depth, room.StateGroup, room.RoomID); err != nil {
+	if _, ok := tx.locked[room.RoomID]; ok {
+		// A batch's room (PostgreSQL): LockRoom answers from tx.locked,
+		// and the row is written once per batch, before the commit.
+		tx.locked[room.RoomID] = *room
+		tx.dirtyRooms = append(tx.dirtyRooms, room.RoomID)
+		return pos, nil
+	}
+	if err := tx.updateRoomHead(ctx, room); err != nil {
 		return 0, err
 	}
 	return pos, nil
+}
+
+func (tx *Tx) updateRoomHead(ctx context.Context, room *Room) error {
+	_, err := tx.exec(ctx, `UPDATE rooms SET latest_event_id = ?, depth = ?, state_group = ? WHERE room_id = ?`,
+		room.LatestEventID, room.Depth, room.StateGroup, room.RoomID)
+	return err
+}
+
+// flushRoomHeads writes the heads of the batch's rooms that AppendEvent
+// advanced.
+func (tx *Tx) flushRoomHeads(ctx context.Context) error {
+	for i, id := range tx.dirtyRooms {
+		if slices.Contains(tx.dirtyRooms[:i], id) {
+			continue
+		}
+		r := tx.locked[id]
+		if err := tx.updateRoomHead(ctx, &r); err != nil {
+			return err
+		}
+	}
+	tx.dirtyRooms = nil
+	return nil
 }
 
 // maxStateChain bounds how many deltas are chained before a full snapshot.
@@ -619,6 +655,22 @@ func (tx *Tx) PutTxnResult(ctx context.Context, userID, deviceID, scope, txnID, 
 	_, err := tx.exec(ctx, `INSERT INTO txn_ids (user_id, device_id, scope, txn_id, result, created_ts) VALUES (?, ?, ?, ?, ?, ?)`,
 		userID, deviceID, scope, txnID, result, ts)
 	return err
+}
+
+// ClaimTxn records result for a request's transaction ID unless one is
+// recorded already, in which case it returns that earlier result (and
+// records nothing): one statement where TxnResult then PutTxnResult take
+// two.
+func (tx *Tx) ClaimTxn(ctx context.Context, userID, deviceID, scope, txnID, result string, ts int64) (prev string, err error) {
+	res, err := tx.exec(ctx, `INSERT INTO txn_ids (user_id, device_id, scope, txn_id, result, created_ts) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (user_id, device_id, scope, txn_id) DO NOTHING`, userID, deviceID, scope, txnID, result, ts)
+	if err != nil {
+		return "", err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 1 {
+		return "", err
+	}
+	return tx.TxnResult(ctx, userID, deviceID, scope, txnID)
 }
 
 // NextStreamPos advances a named non-event stream and returns its new position.
