@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"sort"
 	"strings"
-	"time"
 )
 
 // Reads for /sync whose cost follows what changed between two sync
@@ -404,75 +403,6 @@ func (db *DB) SyncMemberships(ctx context.Context, userID string) ([]Membership,
 		out = append(out, m)
 	}
 	return out, rows.Err()
-}
-
-// Commit-order guard (PostgreSQL). Stream positions are allocated when an
-// event row is inserted but become visible when its transaction commits,
-// so a position can become visible after a higher one: a sync that handed
-// out the higher one as its token would never deliver the lower one.
-const (
-	// gapWindow is how far below the highest position gaps are looked for.
-	gapWindow = 128
-	// gapWait is how long a gap may stay open before it is taken for a
-	// rolled-back insert (a permanent hole in the sequence): measured from
-	// the origin_server_ts of the event after it.
-	gapWaitMS = 5000
-)
-
-// SafeStreamPos returns the highest event stream position (0 if none) and
-// the position up to which a sync may read events: the same on SQLite,
-// whose single writer commits positions in order. On PostgreSQL it stops
-// below the lowest recent position still missing while another transaction
-// that has written is in flight (it may commit that position later); a gap
-// older than gapWaitMS, or with no writer in flight, is a rolled-back insert
-// and is passed over.
-func (db *DB) SafeStreamPos(ctx context.Context) (safe, highest int64, err error) {
-	if db.dialect != Postgres {
-		highest, err = db.MaxStreamPos(ctx)
-		return highest, highest, err
-	}
-	var n int64
-	if err := db.queryRow(ctx, `SELECT t.m, (SELECT COUNT(*) FROM events WHERE stream_pos > t.m - ? AND stream_pos <= t.m)
-		FROM (SELECT COALESCE(MAX(stream_pos), 0) AS m FROM events) t`, gapWindow).Scan(&highest, &n); err != nil {
-		return 0, 0, err
-	}
-	lo := max(highest-gapWindow, 0)
-	if n == highest-lo {
-		return highest, highest, nil // no gap
-	}
-	rows, err := db.query(ctx, `SELECT stream_pos, origin_server_ts FROM events WHERE stream_pos > ? AND stream_pos <= ? ORDER BY stream_pos`, lo, highest)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer rows.Close()
-	next, gap := lo+1, int64(0)
-	nowMS := time.Now().UnixMilli()
-	for rows.Next() {
-		var pos, ts int64
-		if err := rows.Scan(&pos, &ts); err != nil {
-			return 0, 0, err
-		}
-		if pos > next && nowMS-ts < gapWaitMS {
-			gap = next
-			break
-		}
-		next = pos + 1
-	}
-	if err := rows.Err(); err != nil {
-		return 0, 0, err
-	}
-	rows.Close()
-	if gap == 0 {
-		return highest, highest, nil
-	}
-	var writers int
-	if err := db.queryRow(ctx, `SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL`).Scan(&writers); err != nil {
-		return 0, 0, err
-	}
-	if writers == 0 {
-		return highest, highest, nil
-	}
-	return gap - 1, highest, nil
 }
 
 // roomsInWindowSQL is the window scan of RoomsWithEventsBetween.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/rempart-hs/rempart/internal/rooms"
 	"github.com/rempart-hs/rempart/internal/storage"
@@ -101,70 +100,5 @@ func TestWindowReadsAgree(t *testing.T) {
 	}
 	if !sh[user("bob")] || sh[user("carol")] || sh[user("dan")] {
 		t.Fatalf("SharingAmong = %v", sh)
-	}
-}
-
-// TestSafeStreamPosHoldsBelowUncommittedPosition checks, on PostgreSQL,
-// that while a transaction holds an inserted but uncommitted event, the
-// safe position stays below it even though a higher position committed,
-// and moves up once it commits.
-func TestSafeStreamPosHoldsBelowUncommittedPosition(t *testing.T) {
-	if testserver.Backend() != "postgres" {
-		t.Skip("SQLite commits positions in order")
-	}
-	srv := testserver.Start(t)
-	ctx := context.Background()
-	eng, db := srv.Srv.Rooms, srv.Srv.DB
-	alice := srv.RegisterUser("alice").UserID.String()
-	slow, err := eng.Create(ctx, rooms.CreateRequest{Creator: alice, Preset: "public_chat"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fast, err := eng.Create(ctx, rooms.CreateRequest{Creator: alice, Preset: "public_chat"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	inserted := make(chan int64)
-	release := make(chan struct{})
-	done := make(chan error)
-	go func() {
-		done <- db.WithTx(ctx, func(tx *storage.Tx) error {
-			room, err := tx.LockRoom(ctx, slow)
-			if err != nil {
-				return err
-			}
-			pos, err := tx.AppendEvent(ctx, &room, storage.NewEvent{Event: storage.Event{
-				EventID: "$uncommitted", RoomID: slow, Type: "m.room.message", Sender: alice,
-				OriginServerTS: time.Now().UnixMilli(), Depth: room.Depth + 1, JSON: []byte(`{}`)}})
-			if err != nil {
-				return err
-			}
-			inserted <- pos
-			<-release
-			return nil
-		})
-	}()
-	var pending int64
-	select {
-	case pending = <-inserted:
-	case err := <-done:
-		t.Fatal(err)
-	}
-	if _, err := eng.Send(ctx, rooms.SendRequest{RoomID: fast, Sender: alice, Type: "m.room.message", Content: []byte(`{"msgtype":"m.text","body":"later"}`)}); err != nil {
-		t.Fatal(err)
-	}
-	safe, highest, err := db.SafeStreamPos(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if highest <= pending || safe != pending-1 {
-		t.Fatalf("with position %d uncommitted: safe %d, highest %d; want safe %d below a higher highest", pending, safe, highest, pending-1)
-	}
-	close(release)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if safe, highest, err = db.SafeStreamPos(ctx); err != nil || safe != highest {
-		t.Fatalf("after the commit: safe %d, highest %d, err %v; want them equal", safe, highest, err)
 	}
 }

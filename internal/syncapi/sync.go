@@ -146,27 +146,11 @@ func (r *Response) empty() bool {
 
 // CurrentToken returns the position of every stream now.
 func (s *Service) CurrentToken(ctx context.Context) (Token, error) {
-	t, _, err := s.currentToken(ctx)
-	return t, err
-}
-
-// currentToken is CurrentToken, also returning the highest events
-// position: the token's is below it while a lower position may still
-// commit (storage.SafeStreamPos), and a waiting sync must then look again
-// shortly.
-func (s *Service) currentToken(ctx context.Context) (Token, int64, error) {
 	var t Token
-	safe, highest, err := s.db.SafeStreamPos(ctx)
-	if err != nil {
-		return t, 0, err
-	}
-	t.Events = safe
-	t, err = s.otherPositions(ctx, t)
-	return t, highest, err
-}
-
-func (s *Service) otherPositions(ctx context.Context, t Token) (Token, error) {
 	var err error
+	if t.Events, err = s.db.MaxStreamPos(ctx); err != nil {
+		return t, err
+	}
 	if t.AccountData, err = s.db.StreamPos(ctx, "account_data"); err != nil {
 		return t, err
 	}
@@ -181,10 +165,6 @@ func (s *Service) otherPositions(ctx context.Context, t Token) (Token, error) {
 	}
 	return t, nil
 }
-
-// heldRecheck is how soon a waiting sync whose events position was held
-// back looks again.
-const heldRecheck = 50 * time.Millisecond
 
 // LoadFilter resolves a filter query parameter: an ID of a stored filter or
 // an inline JSON definition.
@@ -245,7 +225,7 @@ func (s *Service) Handle(r *http.Request) (any, error) {
 	defer cancel()
 	deadline := time.Now().Add(timeout)
 	for {
-		now, highest, err := s.currentToken(ctx)
+		now, err := s.CurrentToken(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -263,11 +243,6 @@ func (s *Service) Handle(r *http.Request) (any, error) {
 		wait := time.Until(deadline)
 		if wait <= 0 {
 			return resp, nil
-		}
-		if now.Events < highest {
-			// Held back below a position that may still commit: no wake-up
-			// comes if it never does.
-			wait = min(wait, heldRecheck)
 		}
 		timer := time.NewTimer(wait)
 		select {
