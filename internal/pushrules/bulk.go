@@ -25,7 +25,19 @@ type Evaluator struct {
 
 	mu    sync.Mutex
 	cache map[string]cachedRules
+	// names caches each room's member display names, keyed by the room's
+	// state group: any membership change makes a new group, so an entry is
+	// never used for other state than the one it was read from.
+	names map[string]cachedNames
 }
+
+type cachedNames struct {
+	stateGroup int64
+	names      map[string]string
+}
+
+// maxCachedRoomNames bounds the rooms whose display names are cached.
+const maxCachedRoomNames = 2000
 
 type cachedRules struct {
 	version int64
@@ -34,7 +46,7 @@ type cachedRules struct {
 
 // NewEvaluator returns an evaluator for the local users of serverName.
 func NewEvaluator(serverName string) *Evaluator {
-	return &Evaluator{serverName: serverName, cache: map[string]cachedRules{}}
+	return &Evaluator{serverName: serverName, cache: map[string]cachedRules{}, names: map[string]cachedNames{}}
 }
 
 // EventStored is the room engine's hook: it runs inside the transaction
@@ -84,7 +96,7 @@ func (e *Evaluator) EventStored(ctx context.Context, tx *storage.Tx, ev *storage
 	if err != nil {
 		return nil // not an object: nothing can match
 	}
-	room := &roomFacts{tx: tx, roomID: ev.RoomID, sender: ev.Sender}
+	room := &roomFacts{tx: tx, roomID: ev.RoomID, sender: ev.Sender, stateGroup: ev.StateGroupAfter, ev: e}
 	threadID := "main"
 	if ev.RelType == "m.thread" && ev.RelatesTo != "" {
 		threadID = ev.RelatesTo
@@ -175,7 +187,9 @@ type roomFacts struct {
 	senderLevel  int64
 	notifLevels  map[string]int64
 
-	names map[string]string
+	stateGroup int64
+	ev         *Evaluator
+	names      map[string]string
 }
 
 func (f *roomFacts) senderMayNotify(ctx context.Context, key string) bool {
@@ -271,30 +285,42 @@ func num(n json.Number, def int64) int64 {
 	return def
 }
 
+// displayName is the user's display name in the room. The first call of
+// an event reads every member's name at once (or takes them from the
+// evaluator's cache for this state group), so that a message to a room of
+// a thousand members costs one query, not a thousand.
 func (f *roomFacts) displayName(ctx context.Context, userID string) string {
-	if name, ok := f.names[userID]; ok {
-		return name
-	}
 	if f.names == nil {
-		f.names = map[string]string{}
-	}
-	state, err := f.tx.CurrentStateEvents(ctx, f.roomID, []storage.StateKeyTuple{{Type: "m.room.member", StateKey: userID}})
-	if err != nil {
-		f.err = err
-		return ""
-	}
-	name := ""
-	if len(state) > 0 {
-		var c struct {
-			Content struct {
-				Displayname string `json:"displayname"`
-			} `json:"content"`
+		names, err := f.ev.roomNames(ctx, f.tx, f.roomID, f.stateGroup)
+		if err != nil {
+			f.err = err
+			f.names = map[string]string{}
+			return ""
 		}
-		_ = json.Unmarshal(state[0].JSON, &c)
-		name = c.Content.Displayname
+		f.names = names
 	}
-	f.names[userID] = name
-	return name
+	return f.names[userID]
+}
+
+// roomNames returns the room's member display names at stateGroup.
+func (e *Evaluator) roomNames(ctx context.Context, tx *storage.Tx, roomID string, stateGroup int64) (map[string]string, error) {
+	e.mu.Lock()
+	c, ok := e.names[roomID]
+	e.mu.Unlock()
+	if ok && c.stateGroup == stateGroup {
+		return c.names, nil
+	}
+	names, err := tx.MemberDisplayNames(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	if len(e.names) >= maxCachedRoomNames {
+		clear(e.names)
+	}
+	e.names[roomID] = cachedNames{stateGroup: stateGroup, names: names}
+	e.mu.Unlock()
+	return names, nil
 }
 
 // redactedEventID returns the event a redaction redacts (top-level

@@ -305,11 +305,13 @@ func (e *Engine) appendInTx(ctx context.Context, tx *storage.Tx, room *storage.R
 			return nil, err
 		}
 	}
+	groupBefore := room.StateGroup
 	pos, err := tx.AppendEvent(ctx, room, ev)
 	if err != nil {
 		return nil, err
 	}
-	ev.StreamPos = pos
+	// AppendEvent advanced room (a pointer), not its copy of ev.
+	ev.StreamPos, ev.StateGroupBefore, ev.StateGroupAfter = pos, groupBefore, room.StateGroup
 	if req.Type == spec.MRoomRedaction {
 		if err := e.applyRedaction(ctx, tx, verImpl, pdu); err != nil {
 			return nil, err

@@ -483,3 +483,31 @@ func (db *DB) Notifications(ctx context.Context, userID string, before int64, on
 	}
 	return kept, nil
 }
+
+// MemberDisplayNames returns the display name of each member of the room
+// that has one, from the room's current m.room.member events.
+func (tx *Tx) MemberDisplayNames(ctx context.Context, roomID string) (map[string]string, error) {
+	rows, err := tx.query(ctx, `SELECT c.state_key, e.json FROM current_state c JOIN events e ON e.event_id = c.event_id
+		WHERE c.room_id = ? AND c.type = 'm.room.member'`, roomID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var userID string
+		var js []byte
+		if err := rows.Scan(&userID, &js); err != nil {
+			return nil, err
+		}
+		var ev struct {
+			Content struct {
+				Displayname string `json:"displayname"`
+			} `json:"content"`
+		}
+		if json.Unmarshal(js, &ev) == nil && ev.Content.Displayname != "" {
+			out[userID] = ev.Content.Displayname
+		}
+	}
+	return out, rows.Err()
+}
