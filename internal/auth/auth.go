@@ -28,6 +28,9 @@ type Service struct {
 	serverName string
 	hashSem    chan struct{}
 	now        func() time.Time
+	// argonMemory (KiB) and argonTime are the cost of new hashes.
+	argonMemory uint32
+	argonTime   uint32
 }
 
 // New returns an auth service; hashConcurrency bounds simultaneous
@@ -36,7 +39,14 @@ func New(db *storage.DB, serverName string, hashConcurrency int) *Service {
 	if hashConcurrency < 1 {
 		hashConcurrency = 1
 	}
-	return &Service{db: db, serverName: serverName, hashSem: make(chan struct{}, hashConcurrency), now: time.Now}
+	return &Service{db: db, serverName: serverName, hashSem: make(chan struct{}, hashConcurrency), now: time.Now,
+		argonMemory: defaultArgonMemory, argonTime: defaultArgonTime}
+}
+
+// SetPasswordCost sets the argon2id memory (KiB) and passes of new
+// password hashes; existing hashes are checked with their own parameters.
+func (s *Service) SetPasswordCost(memoryKiB, iterations uint32) {
+	s.argonMemory, s.argonTime = memoryKiB, iterations
 }
 
 // NewToken returns a fresh 256-bit random token with the given prefix and
@@ -116,12 +126,14 @@ func (s *Service) IssueSession(ctx context.Context, tx *storage.Tx, userID, devi
 	return Session{UserID: userID, DeviceID: deviceID, AccessToken: tok}, nil
 }
 
-// argon2id parameters (RFC 9106 second recommended option, lighter memory).
+// Default argon2id parameters (RFC 9106 second recommended option, lighter
+// memory); limits.password_hash_memory_kib and _iterations override the
+// first two.
 const (
-	argonTime    = 1
-	argonMemory  = 64 * 1024
-	argonThreads = 2
-	argonKeyLen  = 32
+	defaultArgonTime   = 1
+	defaultArgonMemory = 64 * 1024
+	argonThreads       = 2
+	argonKeyLen        = 32
 )
 
 // HashPassword returns an argon2id PHC string for pw.
@@ -134,8 +146,8 @@ func (s *Service) HashPassword(ctx context.Context, pw string) (string, error) {
 	if _, err := rand.Read(salt); err != nil {
 		return "", err
 	}
-	key := argon2.IDKey([]byte(pw), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
-	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemory, argonTime, argonThreads,
+	key := argon2.IDKey([]byte(pw), salt, s.argonTime, s.argonMemory, argonThreads, argonKeyLen)
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, s.argonMemory, s.argonTime, argonThreads,
 		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key)), nil
 }
 
@@ -184,8 +196,12 @@ func (s *Service) CheckPassword(ctx context.Context, hash, pw string) (bool, err
 }
 
 // dummyHash is checked against when a login names an unknown user, so that
-// timing does not reveal whether the account exists.
-var dummyHash = "$argon2id$v=19$m=65536,t=1,p=2$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+// timing does not reveal whether the account exists: it has the cost of
+// new hashes.
+func (s *Service) dummyHash() string {
+	return fmt.Sprintf("$argon2id$v=19$m=%d,t=%d,p=%d$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+		s.argonMemory, s.argonTime, argonThreads)
+}
 
 // VerifyLogin checks a localpart/password pair. It returns the user on
 // success and M_FORBIDDEN otherwise, never revealing whether the account
@@ -195,12 +211,13 @@ func (s *Service) VerifyLogin(ctx context.Context, localpart, pw string) (storag
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return u, err
 	}
-	hash := dummyHash
+	dummy := s.dummyHash()
+	hash := dummy
 	if err == nil && !u.Deactivated {
 		hash = u.PasswordHash
 	}
 	ok, cerr := s.CheckPassword(ctx, hash, pw)
-	if cerr != nil && hash != dummyHash {
+	if cerr != nil && hash != dummy {
 		return u, cerr
 	}
 	if err != nil || !ok || u.Deactivated || u.PasswordHash == "" {

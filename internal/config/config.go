@@ -98,6 +98,11 @@ type Limits struct {
 	ReadTimeout time.Duration `yaml:"read_timeout"`
 	// PasswordHashConcurrency bounds concurrent password hashing.
 	PasswordHashConcurrency int `yaml:"password_hash_concurrency"`
+	// PasswordHashMemoryKiB and PasswordHashIterations are the argon2id
+	// cost of new password hashes (existing hashes keep the cost they
+	// were made with).
+	PasswordHashMemoryKiB  int `yaml:"password_hash_memory_kib"`
+	PasswordHashIterations int `yaml:"password_hash_iterations"`
 }
 
 // Rooms configures room defaults.
@@ -127,6 +132,8 @@ func Default() Config {
 			MaxHeaderBytes:          32 << 10,
 			ReadTimeout:             30 * time.Second,
 			PasswordHashConcurrency: 2,
+			PasswordHashMemoryKiB:   64 * 1024,
+			PasswordHashIterations:  1,
 		},
 		Rooms:         Rooms{DefaultVersion: "11"},
 		UserDirectory: defaultUserDirectory(),
@@ -239,6 +246,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.PasswordHashConcurrency < 1 {
 		return &Error{"limits.password_hash_concurrency", "must be at least 1"}
+	}
+	if c.Limits.PasswordHashMemoryKiB < 64 || c.Limits.PasswordHashMemoryKiB > 4<<20 {
+		return &Error{"limits.password_hash_memory_kib", "must be between 64 and 4194304"}
+	}
+	if c.Limits.PasswordHashIterations < 1 || c.Limits.PasswordHashIterations > 100 {
+		return &Error{"limits.password_hash_iterations", "must be between 1 and 100"}
 	}
 	switch c.Rooms.DefaultVersion {
 	case "10", "11", "12":

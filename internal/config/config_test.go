@@ -55,6 +55,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"rooms:\n  default_version: '9'\n", "rooms.default_version"},
 		{"limits:\n  read_timeout: 10ms\n", "limits.read_timeout"},
 		{"log:\n  level: loud\n", "log.level"},
+		{"limits:\n  password_hash_memory_kib: 8\n", "limits.password_hash_memory_kib"},
+		{"limits:\n  password_hash_iterations: 0\n", "limits.password_hash_iterations"},
 	}
 	for _, tc := range cases {
 		c := Default()

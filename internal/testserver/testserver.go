@@ -53,8 +53,10 @@ func Backend() string {
 // Option adjusts the test configuration before start-up.
 type Option func(*config.Config)
 
-// TestConfig is the test profile: registration open, rate limits off, the
-// admin listener on a random loopback port. It is never the default.
+// TestConfig is the test profile: registration open, rate limits off,
+// cheap password hashes (argon2id at 1 MiB: tests create hundreds of
+// accounts), the admin listener on a random loopback port. It is never the
+// default.
 func TestConfig(t testing.TB) config.Config {
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
@@ -63,6 +65,7 @@ func TestConfig(t testing.TB) config.Config {
 	cfg.Registration.Mode = "open"
 	cfg.Registration.SharedSecret = "test-shared-secret"
 	cfg.RateLimits.Enabled = false
+	cfg.Limits.PasswordHashMemoryKiB = 1024
 	cfg.Log.Level = "warn"
 	if Backend() == "postgres" {
 		cfg.Database.URL = newPostgresDB(t)
