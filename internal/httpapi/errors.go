@@ -4,6 +4,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -99,7 +100,13 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	var me *Error
 	if !errors.As(err, &me) {
-		slog.ErrorContext(r.Context(), "internal error", "method", r.Method, "path", RedactedPath(r), "err", err)
+		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+			// The client went away (an abandoned long-poll, a closed
+			// tab): nobody reads the answer, and it is not a fault.
+			slog.DebugContext(r.Context(), "request abandoned by the client", "method", r.Method, "path", RedactedPath(r))
+		} else {
+			slog.ErrorContext(r.Context(), "internal error", "method", r.Method, "path", RedactedPath(r), "err", err)
+		}
 		me = Internal("internal server error")
 	}
 	if me.Status == http.StatusTooManyRequests {
