@@ -45,8 +45,9 @@ type Server struct {
 	// Audit is the tamper-evident audit log of sensitive acts.
 	Audit *audit.Log
 
-	client *http.Server
-	admin  *http.Server
+	client   *http.Server
+	admin    *http.Server
+	lastSeen *auth.LastSeen
 	// ClientAddr and AdminAddr are the bound listener addresses.
 	ClientAddr string
 	AdminAddr  string
@@ -73,6 +74,7 @@ func New(ctx context.Context, cfg config.Config) (*Server, error) {
 	s.Notifier = notifier.New(db)
 	s.Typing = typing.New(s.Notifier)
 	s.Auth = auth.New(db, cfg.ServerName, cfg.Limits.PasswordHashConcurrency)
+	s.Auth.SetPasswordCost(uint32(cfg.Limits.PasswordHashMemoryKiB), uint32(cfg.Limits.PasswordHashIterations))
 	pol := policy.New(db, &s.Config)
 	s.Rooms = rooms.NewEngine(db, rooms.Config{ServerName: cfg.ServerName, KeyID: key.ID, Key: key.Priv, DefaultVersion: cfg.Rooms.DefaultVersion}, s.Notifier, pol)
 	// Push rules are evaluated as each event is stored, for unread counts.
@@ -87,7 +89,8 @@ func New(ctx context.Context, cfg config.Config) (*Server, error) {
 
 	rt := httpapi.NewRouter(s.Auth)
 	rt.AddHook(guard.NewRateLimiter(cfg.RateLimits))
-	rt.AddHook(auth.NewLastSeen(db, time.Minute))
+	s.lastSeen = auth.NewLastSeen(db, time.Minute)
+	rt.AddHook(s.lastSeen)
 	api := &clientapi.API{Config: &s.Config, DB: db, Auth: s.Auth, Rooms: s.Rooms, Sync: s.Sync, Typing: s.Typing, Notifier: s.Notifier}
 	api.Policy = pol
 	api.DeviceHooks = append(api.DeviceHooks, s.E2EE.DeviceDeleted, deletePushers)
@@ -183,6 +186,7 @@ func (s *Server) Serve(ctx context.Context, ready func()) error {
 		_ = s.admin.Shutdown(sctx)
 	}
 	s.Media.Close()
+	s.lastSeen.Close()
 	if err := s.DB.Close(); err != nil {
 		slog.Warn("close database", "err", err)
 	}

@@ -217,10 +217,25 @@ func (db *DB) ListDevices(ctx context.Context, userID string) ([]Device, error) 
 	return out, rows.Err()
 }
 
-// TouchDevice records when and from where a device was last seen.
-func (db *DB) TouchDevice(ctx context.Context, userID, deviceID, ip string, ts int64) error {
-	_, err := db.exec(ctx, `UPDATE devices SET last_seen_ts = ?, last_seen_ip = ? WHERE user_id = ? AND device_id = ?`, ts, ip, userID, deviceID)
-	return err
+// DeviceTouch is one sighting of a device.
+type DeviceTouch struct {
+	UserID, DeviceID, IP string
+	TS                   int64
+}
+
+// TouchDevices records when and from where devices were last seen, in one
+// transaction. A sighting never moves a device's last_seen_ts back.
+func (db *DB) TouchDevices(ctx context.Context, touches []DeviceTouch) error {
+	return db.WithTx(ctx, func(tx *Tx) error {
+		for _, t := range touches {
+			if _, err := tx.exec(ctx, `UPDATE devices SET last_seen_ts = ?, last_seen_ip = ?
+				WHERE user_id = ? AND device_id = ? AND (last_seen_ts IS NULL OR last_seen_ts < ?)`,
+				t.TS, t.IP, t.UserID, t.DeviceID, t.TS); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // AccessToken is what an access token hash resolves to.
