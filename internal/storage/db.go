@@ -86,6 +86,11 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		q.Add("_pragma", "busy_timeout(10000)")
 		q.Add("_pragma", "foreign_keys(1)")
 		q.Add("_pragma", "synchronous(FULL)")
+		// Temporary files in memory: above all the statement journals of
+		// multi-row statements inside a transaction (a message to a big
+		// room inserts hundreds of push action rows per statement), which
+		// SQLite otherwise spills to a file past 64 KiB, page by page.
+		q.Add("_pragma", "temp_store(MEMORY)")
 		q.Add("_txlock", "immediate")
 		w, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 		if err != nil {
@@ -220,6 +225,16 @@ func (tx *Tx) exec(ctx context.Context, q string, args ...any) (sql.Result, erro
 	return tx.tx.ExecContext(ctx, tx.db.rebind(q), args...)
 }
 
+// execPrepared is exec for a statement with more placeholders than the
+// statement cache takes by default, which the caller runs often enough
+// (with few distinct texts) to be worth preparing.
+func (tx *Tx) execPrepared(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	if st := tx.stmtFor(ctx, q, true); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return tx.tx.ExecContext(ctx, tx.db.rebind(q), args...)
+}
+
 func (tx *Tx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
 	if st := tx.stmt(ctx, q); st != nil {
 		return st.QueryContext(ctx, args...)
@@ -238,12 +253,17 @@ func (tx *Tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 // q is not cached. PostgreSQL needs no cache here: pgx keeps its own
 // per-connection cache of prepared statements.
 func (tx *Tx) stmt(ctx context.Context, q string) *sql.Stmt {
+	return tx.stmtFor(ctx, q, false)
+}
+
+// stmtFor is stmt; always caches q whatever its number of placeholders.
+func (tx *Tx) stmtFor(ctx context.Context, q string, always bool) *sql.Stmt {
 	if tx.db.dialect != SQLite {
 		return nil
 	}
 	st := tx.db.stmts.get(q)
 	if st == nil {
-		if len(tx.missed) < 64 && cacheable(q) {
+		if len(tx.missed) < 64 && (always || cacheable(q)) {
 			tx.missed = append(tx.missed, q)
 		}
 		return nil
