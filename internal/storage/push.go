@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"math"
+	"sort"
 	"strings"
 )
 
@@ -472,33 +474,52 @@ type Notification struct {
 
 // Notifications lists a user's notifications, newest first, with
 // stream_pos < before (all when before is 0), up to limit.
+//
+// event_push_actions has no index by user and position alone (one B-tree
+// less to write per notified member of every message): the newest rows of
+// each room the user has a membership in (the only rooms that can have
+// notified them) are read through the primary key and merged.
 func (db *DB) Notifications(ctx context.Context, userID string, before int64, onlyHighlight bool, limit int) ([]Notification, error) {
-	args := []any{userID}
-	if before > 0 {
-		args = append(args, before)
+	if limit <= 0 {
+		return nil, nil
 	}
-	args = append(args, limit)
-	rows, err := db.query(ctx, notificationsSQL(before > 0, onlyHighlight), args...)
+	roomIDs, err := db.strings(ctx, `SELECT room_id FROM memberships WHERE user_id = ?`, userID)
 	if err != nil {
 		return nil, err
 	}
+	if before <= 0 {
+		before = math.MaxInt64
+	}
+	q := notificationsSQL(onlyHighlight)
 	var out []Notification
-	var ids []string
-	for rows.Next() {
-		var n Notification
-		var hl int
-		var acts string
-		if err := rows.Scan(&n.RoomID, &n.EventID, &n.StreamPos, &n.ThreadID, &hl, &acts, &n.TS); err != nil {
-			rows.Close()
+	for _, roomID := range roomIDs {
+		rows, err := db.query(ctx, q, userID, roomID, before, limit)
+		if err != nil {
 			return nil, err
 		}
-		n.UserID, n.Highlight, n.Actions = userID, hl != 0, json.RawMessage(acts)
-		out = append(out, n)
-		ids = append(ids, n.EventID)
+		for rows.Next() {
+			n := Notification{PushAction: PushAction{UserID: userID, RoomID: roomID}}
+			var hl int
+			var acts string
+			if err := rows.Scan(&n.EventID, &n.StreamPos, &n.ThreadID, &hl, &acts, &n.TS); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			n.Highlight, n.Actions = hl != 0, json.RawMessage(acts)
+			out = append(out, n)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
+	sort.Slice(out, func(i, j int) bool { return out[i].StreamPos > out[j].StreamPos })
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	ids := make([]string, len(out))
+	for i := range out {
+		ids[i] = out[i].EventID
 	}
 	evs, err := db.GetEvents(ctx, ids)
 	if err != nil {
@@ -518,13 +539,10 @@ func (db *DB) Notifications(ctx context.Context, userID string, before int64, on
 	return kept, nil
 }
 
-// notificationsSQL is Notifications' query.
-func notificationsSQL(before, onlyHighlight bool) string {
-	q := `SELECT p.room_id, e.event_id, p.stream_pos, p.thread_id, p.highlight, p.actions, e.origin_server_ts FROM event_push_actions p
-		JOIN events e ON e.stream_pos = p.stream_pos WHERE p.user_id = ?`
-	if before {
-		q += ` AND p.stream_pos < ?`
-	}
+// notificationsSQL is Notifications' query for one room.
+func notificationsSQL(onlyHighlight bool) string {
+	q := `SELECT e.event_id, p.stream_pos, p.thread_id, p.highlight, p.actions, e.origin_server_ts FROM event_push_actions p
+		JOIN events e ON e.stream_pos = p.stream_pos WHERE p.user_id = ? AND p.room_id = ? AND p.stream_pos < ?`
 	if onlyHighlight {
 		q += ` AND p.highlight = 1`
 	}

@@ -22,7 +22,7 @@ func TestPushActionQueryPlans(t *testing.T) {
 		want        []string
 	}{
 		{"delete for a redacted event", deletePushActionsSQL, []string{"SEARCH event_push_actions USING PRIMARY KEY (user_id=? AND room_id=? AND stream_pos=?)"}},
-		{"notifications", notificationsSQL(true, false), []string{"event_push_actions_user_pos (user_id=? AND stream_pos<?)", "SEARCH e USING INTEGER PRIMARY KEY (rowid=?)"}},
+		{"notifications", notificationsSQL(true), []string{"SEARCH p USING PRIMARY KEY (user_id=? AND room_id=? AND stream_pos<?)", "SEARCH e USING INTEGER PRIMARY KEY (rowid=?)"}},
 		{"unread counts", `SELECT thread_id, COUNT(*), COALESCE(SUM(highlight), 0) FROM event_push_actions
 		WHERE user_id = ? AND room_id = ? AND stream_pos > ? GROUP BY thread_id`, []string{"PRIMARY KEY (user_id=? AND room_id=? AND stream_pos>?)"}},
 	}

@@ -6,7 +6,11 @@
 --  - the rows live in their primary key (WITHOUT ROWID on SQLite): one
 --    B-tree less per row;
 --  - no index on event_id: a redaction deletes its event's rows through
---    the primary key (the room's members, room, stream position).
+--    the primary key (the room's members, room, stream position);
+--  - no index on (user_id, stream_pos): GET /notifications reads the
+--    newest rows of each of the user's rooms through the primary key.
+--    Both indexes, like the primary key, were written at a random place
+--    (a page of its own) per member for every message.
 CREATE TABLE event_push_actions_compact (
     user_id     TEXT NOT NULL,
     room_id     TEXT NOT NULL,
@@ -20,4 +24,3 @@ INSERT INTO event_push_actions_compact (user_id, room_id, stream_pos, thread_id,
     SELECT user_id, room_id, stream_pos, thread_id, highlight, actions FROM event_push_actions;
 DROP TABLE event_push_actions;
 ALTER TABLE event_push_actions_compact RENAME TO event_push_actions;
-CREATE INDEX event_push_actions_user_pos ON event_push_actions (user_id, stream_pos);
