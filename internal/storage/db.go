@@ -43,6 +43,8 @@ type DB struct {
 	// readers (SQLite only).
 	stmts     stmtCache
 	readStmts stmtCache
+	// ckpt checkpoints the write-ahead log off the writer (SQLite).
+	ckpt *checkpointer
 }
 
 // Open connects to the database named by url: "postgres://…" or
@@ -91,6 +93,7 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		// room inserts hundreds of push action rows per statement), which
 		// SQLite otherwise spills to a file past 64 KiB, page by page.
 		q.Add("_pragma", "temp_store(MEMORY)")
+		q.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", walWriterCheckpoint))
 		q.Add("_txlock", "immediate")
 		w, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 		if err != nil {
@@ -114,7 +117,19 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		// reads connections were closed and reopened (pragmas run again,
 		// cached statements prepared again) all the time.
 		r.SetMaxIdleConns(8)
+		cq := url.Values{}
+		cq.Add("_pragma", "busy_timeout(10000)")
+		c, err := sql.Open("sqlite", "file:"+path+"?"+cq.Encode())
+		if err != nil {
+			w.Close()
+			r.Close()
+			return nil, fmt.Errorf("open sqlite checkpointer: %w", err)
+		}
+		c.SetMaxOpenConns(1)
+		c.SetMaxIdleConns(1)
+		c.SetConnMaxIdleTime(0)
 		db.dialect, db.write, db.read = SQLite, w, r
+		db.ckpt = startCheckpointer(c)
 	}
 	db.gc = newGroupCommitter(db)
 	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -136,6 +151,7 @@ func (db *DB) Dialect() Dialect { return db.dialect }
 // Close releases all connections.
 func (db *DB) Close() error {
 	db.gc.close()
+	db.ckpt.close()
 	db.stmts.close()
 	db.readStmts.close()
 	err := db.write.Close()
@@ -209,6 +225,7 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 	if err := sqlTx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	db.ckpt.committed()
 	for _, f := range tx.afterCommit {
 		f()
 	}
