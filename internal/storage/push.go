@@ -309,25 +309,25 @@ type PushAction struct {
 	TS        int64
 }
 
-// pushActionChunks are the row counts of the statements InsertPushActions
-// runs, largest first: few distinct statements, so each is prepared once.
-var pushActionChunks = [...]int{100, 10, 1}
+// pushActionChunk is the most rows one statement of InsertPushActions
+// inserts.
+const pushActionChunk = 100
 
-// InsertPushActions stores notifications, many rows per statement.
+// InsertPushActions stores notifications, many rows per statement: chunks
+// of pushActionChunk rows, then one statement for the rest. Every size is
+// prepared once (at most pushActionChunk statements).
 func (tx *Tx) InsertPushActions(ctx context.Context, acts []PushAction) error {
-	args := make([]any, 0, pushActionChunks[0]*6)
-	for _, size := range pushActionChunks {
-		q := insertPushActionsSQL(tx.db.dialect, size)
-		for len(acts) >= size {
-			args = args[:0]
-			for _, a := range acts[:size] {
-				args = append(args, a.UserID, a.RoomID, a.StreamPos, a.ThreadID, b2i(a.Highlight), string(a.Actions))
-			}
-			if _, err := tx.execPrepared(ctx, q, args...); err != nil {
-				return err
-			}
-			acts = acts[size:]
+	args := make([]any, 0, min(len(acts), pushActionChunk)*6)
+	for len(acts) > 0 {
+		n := min(len(acts), pushActionChunk)
+		args = args[:0]
+		for _, a := range acts[:n] {
+			args = append(args, a.UserID, a.RoomID, a.StreamPos, a.ThreadID, b2i(a.Highlight), string(a.Actions))
 		}
+		if _, err := tx.execPrepared(ctx, insertPushActionsSQL(tx.db.dialect, n), args...); err != nil {
+			return err
+		}
+		acts = acts[n:]
 	}
 	return nil
 }
