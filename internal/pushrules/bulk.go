@@ -113,9 +113,8 @@ func (e *Evaluator) EventStored(ctx context.Context, tx *storage.Tx, ev *storage
 		if !res.Notify {
 			continue
 		}
-		actions, _ := json.Marshal(res.Actions)
 		acts = append(acts, storage.PushAction{UserID: userID, RoomID: ev.RoomID, EventID: ev.EventID, StreamPos: ev.StreamPos,
-			ThreadID: threadID, Highlight: res.Highlight, Actions: actions, TS: ev.OriginServerTS})
+			ThreadID: threadID, Highlight: res.Highlight, Actions: res.ActionsJSON, TS: ev.OriginServerTS})
 	}
 	if room.err != nil {
 		return room.err

@@ -49,13 +49,15 @@ type Result struct {
 	Highlight bool
 	// Actions are the matching rule's actions (nil when none matched).
 	Actions []any
+	// ActionsJSON is Actions encoded, once per compiled rule.
+	ActionsJSON json.RawMessage
 }
 
 // compiledRule is a rule ready for evaluation.
 type compiledRule struct {
 	kind    string
 	id      string
-	pattern *regexp.Regexp // content rules
+	pattern *glob // content rules
 	conds   []compiledCond
 	result  Result
 }
@@ -63,10 +65,10 @@ type compiledRule struct {
 type compiledCond struct {
 	kind  string
 	key   string
-	re    *regexp.Regexp // event_match
-	value any            // event_property_is / _contains
-	valid bool           // false: the condition can never match
-	op    string         // room_member_count
+	re    *glob  // event_match
+	value any    // event_property_is / _contains
+	valid bool   // false: the condition can never match
+	op    string // room_member_count
 	n     int
 }
 
@@ -91,7 +93,7 @@ func Compile(rs *Ruleset) *Compiled {
 				if r.Pattern == nil {
 					continue // a content rule without a pattern never matches
 				}
-				cr.pattern = globRegexp(*r.Pattern, true)
+				cr.pattern = compileGlob(*r.Pattern, true)
 			case "override", "underride":
 				if r.Conditions != nil {
 					for _, cond := range *r.Conditions {
@@ -110,7 +112,7 @@ func compileCond(c Condition) compiledCond {
 	switch c.Kind {
 	case "event_match":
 		if c.Pattern != nil && c.Key != "" {
-			cc.re = globRegexp(*c.Pattern, c.Key == "content.body")
+			cc.re = compileGlob(*c.Pattern, c.Key == "content.body")
 			cc.valid = true
 		}
 	case "event_property_is", "event_property_contains":
@@ -190,7 +192,7 @@ func (c *compiledCond) matches(ev *Event, ctx *Context) bool {
 			return false
 		}
 		name := ctx.DisplayName()
-		return name != "" && literalWords(name).MatchString(body)
+		return name != "" && containsWords(body, name)
 	case "room_member_count":
 		return compareCount(c.op, c.n, ctx.MemberCount)
 	case "sender_notification_permission":
@@ -217,6 +219,7 @@ func actionsResult(actions []any) Result {
 	if res.Actions == nil {
 		res.Actions = []any{}
 	}
+	res.ActionsJSON, _ = json.Marshal(res.Actions)
 	for _, a := range actions {
 		switch v := a.(type) {
 		case string:
@@ -290,11 +293,25 @@ func flatten(prefix string, v map[string]any, out map[string]any) {
 	}
 }
 
-// globRegexp compiles a glob-style pattern ('*' any run of characters, '?'
+// glob is a compiled glob-style pattern ('*' any run of characters, '?'
 // exactly one) matched case-insensitively against a whole value or, when
 // words is set, against any substring that starts and ends at a word
-// boundary (content.body and content rules).
-func globRegexp(pattern string, words bool) *regexp.Regexp {
+// boundary (content.body and content rules). Patterns without wildcards
+// (most of them: "m.room.message", a user ID) are compared directly; the
+// others, and word searches in non-ASCII text, run a regular expression.
+type glob struct {
+	literal string // the pattern, when it has no wildcard and is not empty
+	words   bool
+	ascii   bool // literal is ASCII
+	re      *regexp.Regexp
+}
+
+// compileGlob compiles pattern; see glob.
+func compileGlob(pattern string, words bool) *glob {
+	g := &glob{words: words}
+	if pattern != "" && !strings.ContainsAny(pattern, "*?") {
+		g.literal, g.ascii = pattern, isASCII(pattern)
+	}
 	var b strings.Builder
 	for _, r := range pattern {
 		switch r {
@@ -306,7 +323,68 @@ func globRegexp(pattern string, words bool) *regexp.Regexp {
 			b.WriteString(regexp.QuoteMeta(string(r)))
 		}
 	}
-	return wrap(b.String(), words)
+	g.re = wrap(b.String(), words)
+	return g
+}
+
+// MatchString reports whether s matches the pattern.
+func (g *glob) MatchString(s string) bool {
+	if g.literal != "" {
+		if !g.words {
+			// What (?i)^literal$ matches: Go's regexp folds case with
+			// the same simple Unicode folding as EqualFold.
+			return strings.EqualFold(s, g.literal)
+		}
+		if g.ascii && isASCII(s) {
+			return containsWordsASCII(s, g.literal)
+		}
+	}
+	return g.re.MatchString(s)
+}
+
+// containsWords reports whether s contains lit (a display name) at word
+// boundaries, case-insensitively.
+func containsWords(s, lit string) bool {
+	if isASCII(s) && isASCII(lit) {
+		return containsWordsASCII(s, lit)
+	}
+	return literalWords(lit).MatchString(s)
+}
+
+// containsWordsASCII is containsWords for ASCII s and lit: an occurrence
+// of lit preceded by the start of s or a non-word character, and followed
+// by the end of s or a non-word character (the regular expression
+// (?i)(?:^|\W)lit(?:\W|$)).
+func containsWordsASCII(s, lit string) bool {
+	n := len(lit)
+	if n == 0 {
+		return literalWords(lit).MatchString(s)
+	}
+	for i := 0; i+n <= len(s); i++ {
+		if i > 0 && isWordByte(s[i-1]) {
+			continue
+		}
+		if i+n < len(s) && isWordByte(s[i+n]) {
+			continue
+		}
+		if strings.EqualFold(s[i:i+n], lit) {
+			return true
+		}
+	}
+	return false
+}
+
+func isWordByte(c byte) bool {
+	return c == '_' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // literalWords matches a literal string (a display name) at word

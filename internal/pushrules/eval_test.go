@@ -70,8 +70,8 @@ func TestUserRulesAndMaster(t *testing.T) {
 }
 
 func TestGlobAndCount(t *testing.T) {
-	whole := func(p, s string) bool { return globRegexp(p, false).MatchString(s) }
-	words := func(p, s string) bool { return globRegexp(p, true).MatchString(s) }
+	whole := func(p, s string) bool { return compileGlob(p, false).MatchString(s) }
+	words := func(p, s string) bool { return compileGlob(p, true).MatchString(s) }
 	// The spec's own examples (event_match and content.body).
 	if !whole("lunc?*", "Lunch plans") || !whole("lunc?*", "LUNCH") || whole("lunc?*", " lunch") || whole("lunc?*", "lunc") {
 		t.Fatal("event_match on a whole value")
@@ -193,5 +193,33 @@ func BenchmarkEvaluateDefaults(b *testing.B) {
 	ctx := Context{UserID: "@bob:localhost", MemberCount: 10}
 	for b.Loop() {
 		c.Evaluate(ev, ctx)
+	}
+}
+
+// TestGlobFastPathsAgreeWithRegexp checks the direct comparisons used for
+// patterns without wildcards against the regular expressions they stand
+// for, on ASCII and non-ASCII values (case folding, word boundaries).
+func TestGlobFastPathsAgreeWithRegexp(t *testing.T) {
+	patterns := []string{"m.room.message", "M.ROOM.MESSAGE", "cake", "@room", "Bob B.", "bob", "k", "straße", "ſ", "a_b", "x-y", "é", "lunc?*", ""}
+	values := []string{"", "m.room.message", "m.room.messages", "M.Room.Message", "I want CAKE now", "pancakes", "cake_shop", "cake!",
+		"hi @room!", "a@room", "@rooms", "hello Bob B. !", "hello Bob B.x", "BOB", "bob_", "(bob)", "K", "\u212a", "ſ", "S", "straße",
+		"STRASSE", "Straße!", "a_b a_bc", "x-y-z", "É", "é!", "e\u0301", "cake \u00e9", "\u00e9 bob \u00e9"}
+	for _, p := range patterns {
+		for _, words := range []bool{false, true} {
+			g := compileGlob(p, words)
+			for _, v := range values {
+				if got, want := g.MatchString(v), g.re.MatchString(v); got != want {
+					t.Errorf("pattern %q words=%v on %q: %v, regexp says %v", p, words, v, got, want)
+				}
+			}
+		}
+		if p == "" {
+			continue
+		}
+		for _, v := range values {
+			if got, want := containsWords(v, p), literalWords(p).MatchString(v); got != want {
+				t.Errorf("display name %q in %q: %v, regexp says %v", p, v, got, want)
+			}
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,16 +45,53 @@ func benchRoom(b *testing.B) (*testserver.Server, string, string) {
 }
 
 // BenchmarkEngineSend is Engine.Send of one message, one at a time: build,
-// sign, authorise, store and commit.
+// sign, authorise, store and commit, with the push rule evaluation the
+// server runs in the same transaction (members=1000: a room of a thousand
+// local members, each with a display name, whom every message may notify).
 func BenchmarkEngineSend(b *testing.B) {
-	srv, alice, roomID := benchRoom(b)
+	for _, members := range []int{1, 1000} {
+		b.Run(fmt.Sprintf("members=%d", members), func(b *testing.B) {
+			srv, alice, roomID := benchRoom(b)
+			addMembers(b, srv, roomID, members-1)
+			ctx := context.Background()
+			i := 0
+			cpu := cpuTime()
+			for b.Loop() {
+				i++
+				_, err := srv.Srv.Rooms.Send(ctx, rooms.SendRequest{RoomID: roomID, Sender: alice, Type: "m.room.message",
+					Content: benchMessage, TxnDevice: "DEV", TxnID: strconv.Itoa(i)})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportCPU(b, cpuTime()-cpu)
+		})
+	}
+}
+
+// cpuTime returns the CPU time (user and system) the process has used. The
+// benchmarks report it per operation (cpu-ns/op) beside the wall time,
+// which on a shared machine depends on what else runs.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func reportCPU(b *testing.B, d time.Duration) {
+	b.ReportMetric(float64(d.Nanoseconds())/float64(b.N), "cpu-ns/op")
+}
+
+// addMembers joins n local users with display names to a public room.
+func addMembers(b *testing.B, srv *testserver.Server, roomID string, n int) {
+	b.Helper()
 	ctx := context.Background()
-	i := 0
-	for b.Loop() {
-		i++
-		_, err := srv.Srv.Rooms.Send(ctx, rooms.SendRequest{RoomID: roomID, Sender: alice, Type: "m.room.message",
-			Content: benchMessage, TxnDevice: "DEV", TxnID: strconv.Itoa(i)})
-		if err != nil {
+	for i := 0; i < n; i++ {
+		u := fmt.Sprintf("@m%d:%s", i, srv.Config.ServerName)
+		if _, err := srv.Srv.Rooms.ChangeMembership(ctx, rooms.MembershipRequest{RoomID: roomID, Sender: u, Target: u, Membership: "join",
+			Extra: map[string]any{"displayname": fmt.Sprintf("Member %d", i)}}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -63,19 +101,21 @@ func BenchmarkEngineSend(b *testing.B) {
 // its own room: what the send scenario of rempart-bench does through HTTP
 // (16 goroutines over 64 rooms, and 100 goroutines over 100 rooms as with
 // the load tool's 100 senders), and 100 goroutines into one room, as the
-// load tool's big-room phase does.
+// load tool's big-room phase does, also with 1,000 members each of whom
+// every message notifies.
 func BenchmarkEngineSendParallel(b *testing.B) {
 	for _, c := range []struct {
-		name              string
-		goroutines, rooms int
-	}{{"goroutines=16", 16, 64}, {"goroutines=100", 100, 100}, {"goroutines=100-oneroom", 100, 1}} {
+		name                       string
+		goroutines, rooms, members int
+	}{{"goroutines=16", 16, 64, 1}, {"goroutines=100", 100, 100, 1}, {"goroutines=100-oneroom", 100, 1, 1},
+		{"goroutines=100-oneroom-members=1000", 100, 1, 1000}} {
 		b.Run(c.name, func(b *testing.B) {
-			benchSendParallel(b, c.goroutines, c.rooms)
+			benchSendParallel(b, c.goroutines, c.rooms, c.members)
 		})
 	}
 }
 
-func benchSendParallel(b *testing.B, goroutines, nRooms int) {
+func benchSendParallel(b *testing.B, goroutines, nRooms, members int) {
 	srv, alice, _ := benchRoom(b)
 	ctx := context.Background()
 	var roomSeq, txn atomic.Int64
@@ -85,11 +125,14 @@ func benchSendParallel(b *testing.B, goroutines, nRooms int) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		addMembers(b, srv, id, members-1)
 		ids[i] = id
 	}
 	// SetParallelism multiplies GOMAXPROCS.
 	b.SetParallelism(max(1, goroutines/runtime.GOMAXPROCS(0)))
 	b.ResetTimer()
+	cpu := cpuTime()
+	defer func() { reportCPU(b, cpuTime()-cpu) }()
 	b.RunParallel(func(pb *testing.PB) {
 		roomID := ids[roomSeq.Add(1)%int64(nRooms)]
 		for pb.Next() {

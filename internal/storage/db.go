@@ -43,6 +43,8 @@ type DB struct {
 	// readers (SQLite only).
 	stmts     stmtCache
 	readStmts stmtCache
+	// ckpt checkpoints the write-ahead log off the writer (SQLite).
+	ckpt *checkpointer
 }
 
 // Open connects to the database named by url: "postgres://…" or
@@ -86,6 +88,12 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		q.Add("_pragma", "busy_timeout(10000)")
 		q.Add("_pragma", "foreign_keys(1)")
 		q.Add("_pragma", "synchronous(FULL)")
+		// Temporary files in memory: above all the statement journals of
+		// multi-row statements inside a transaction (a message to a big
+		// room inserts hundreds of push action rows per statement), which
+		// SQLite otherwise spills to a file past 64 KiB, page by page.
+		q.Add("_pragma", "temp_store(MEMORY)")
+		q.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", walWriterCheckpoint))
 		q.Add("_txlock", "immediate")
 		w, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 		if err != nil {
@@ -109,7 +117,19 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		// reads connections were closed and reopened (pragmas run again,
 		// cached statements prepared again) all the time.
 		r.SetMaxIdleConns(8)
+		cq := url.Values{}
+		cq.Add("_pragma", "busy_timeout(10000)")
+		c, err := sql.Open("sqlite", "file:"+path+"?"+cq.Encode())
+		if err != nil {
+			w.Close()
+			r.Close()
+			return nil, fmt.Errorf("open sqlite checkpointer: %w", err)
+		}
+		c.SetMaxOpenConns(1)
+		c.SetMaxIdleConns(1)
+		c.SetConnMaxIdleTime(0)
 		db.dialect, db.write, db.read = SQLite, w, r
+		db.ckpt = startCheckpointer(c)
 	}
 	db.gc = newGroupCommitter(db)
 	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -131,6 +151,7 @@ func (db *DB) Dialect() Dialect { return db.dialect }
 // Close releases all connections.
 func (db *DB) Close() error {
 	db.gc.close()
+	db.ckpt.close()
 	db.stmts.close()
 	db.readStmts.close()
 	err := db.write.Close()
@@ -204,6 +225,7 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 	if err := sqlTx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	db.ckpt.committed()
 	for _, f := range tx.afterCommit {
 		f()
 	}
@@ -215,6 +237,16 @@ func (tx *Tx) AfterCommit(f func()) { tx.afterCommit = append(tx.afterCommit, f)
 
 func (tx *Tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	if st := tx.stmt(ctx, q); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return tx.tx.ExecContext(ctx, tx.db.rebind(q), args...)
+}
+
+// execPrepared is exec for a statement with more placeholders than the
+// statement cache takes by default, which the caller runs often enough
+// (with few distinct texts) to be worth preparing.
+func (tx *Tx) execPrepared(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	if st := tx.stmtFor(ctx, q, true); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
 	return tx.tx.ExecContext(ctx, tx.db.rebind(q), args...)
@@ -238,12 +270,17 @@ func (tx *Tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 // q is not cached. PostgreSQL needs no cache here: pgx keeps its own
 // per-connection cache of prepared statements.
 func (tx *Tx) stmt(ctx context.Context, q string) *sql.Stmt {
+	return tx.stmtFor(ctx, q, false)
+}
+
+// stmtFor is stmt; always caches q whatever its number of placeholders.
+func (tx *Tx) stmtFor(ctx context.Context, q string, always bool) *sql.Stmt {
 	if tx.db.dialect != SQLite {
 		return nil
 	}
 	st := tx.db.stmts.get(q)
 	if st == nil {
-		if len(tx.missed) < 64 && cacheable(q) {
+		if len(tx.missed) < 64 && (always || cacheable(q)) {
 			tx.missed = append(tx.missed, q)
 		}
 		return nil

@@ -245,6 +245,7 @@ func (g *groupCommitter) attempt(jobs []*batchJob) (int, error) {
 	if err := sqlTx.Commit(); err != nil {
 		return -1, fmt.Errorf("commit: %w", err)
 	}
+	db.ckpt.committed()
 	for _, f := range tx.afterCommit {
 		f()
 	}

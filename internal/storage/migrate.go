@@ -22,12 +22,14 @@ var dialectTokens = map[Dialect]*strings.Replacer{
 		"{{blob}}", "BLOB",
 		"{{bool}}", "INTEGER",
 		"{{binary}}", "",
+		"{{without_rowid}}", "WITHOUT ROWID",
 	),
 	Postgres: strings.NewReplacer(
 		"{{serial}}", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
 		"{{blob}}", "BYTEA",
 		"{{bool}}", "SMALLINT",
 		"{{binary}}", `COLLATE "C"`,
+		"{{without_rowid}}", "",
 	),
 }
 

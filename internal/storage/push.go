@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"math"
+	"sort"
 	"strings"
 )
 
@@ -294,7 +296,8 @@ func (tx *Tx) PushRulesVersion(ctx context.Context, userID string) (int64, error
 }
 
 // PushAction is one notification decided for a user: a row of
-// event_push_actions.
+// event_push_actions. EventID and TS are the event's (not stored per row:
+// Notifications reads them from the event).
 type PushAction struct {
 	UserID    string
 	RoomID    string
@@ -306,35 +309,74 @@ type PushAction struct {
 	TS        int64
 }
 
-// InsertPushActions stores notifications, many rows per statement.
+// pushActionChunk is the most rows one statement of InsertPushActions
+// inserts.
+const pushActionChunk = 100
+
+// InsertPushActions stores notifications, many rows per statement: chunks
+// of pushActionChunk rows, then one statement for the rest. Every size is
+// prepared once (at most pushActionChunk statements).
 func (tx *Tx) InsertPushActions(ctx context.Context, acts []PushAction) error {
-	const batch = 100
-	for start := 0; start < len(acts); start += batch {
-		chunk := acts[start:min(start+batch, len(acts))]
-		var q strings.Builder
-		q.WriteString(`INSERT INTO event_push_actions (user_id, room_id, event_id, stream_pos, thread_id, highlight, actions, ts) VALUES `)
-		args := make([]any, 0, len(chunk)*8)
-		for i, a := range chunk {
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?)")
-			args = append(args, a.UserID, a.RoomID, a.EventID, a.StreamPos, a.ThreadID, b2i(a.Highlight), string(a.Actions), a.TS)
+	args := make([]any, 0, min(len(acts), pushActionChunk)*6)
+	for len(acts) > 0 {
+		n := min(len(acts), pushActionChunk)
+		args = args[:0]
+		for _, a := range acts[:n] {
+			args = append(args, a.UserID, a.RoomID, a.StreamPos, a.ThreadID, b2i(a.Highlight), string(a.Actions))
 		}
-		q.WriteString(` ON CONFLICT (user_id, room_id, stream_pos) DO NOTHING`)
-		if _, err := tx.exec(ctx, q.String(), args...); err != nil {
+		if _, err := tx.execPrepared(ctx, insertPushActionsSQL(tx.db.dialect, n), args...); err != nil {
 			return err
 		}
+		acts = acts[n:]
 	}
 	return nil
 }
 
+// insertPushActionsSQL is the statement inserting n rows. On SQLite it is
+// INSERT OR IGNORE: a statement that cannot abort half-way needs no
+// statement journal, which otherwise copies every page the statement
+// touches (hundreds for a big room's rows, each in another member's part
+// of the primary key).
+func insertPushActionsSQL(d Dialect, n int) string {
+	var q strings.Builder
+	if d == SQLite {
+		q.WriteString(`INSERT OR IGNORE`)
+	} else {
+		q.WriteString(`INSERT`)
+	}
+	q.WriteString(` INTO event_push_actions (user_id, room_id, stream_pos, thread_id, highlight, actions) VALUES `)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString("(?, ?, ?, ?, ?, ?)")
+	}
+	if d != SQLite {
+		q.WriteString(` ON CONFLICT (user_id, room_id, stream_pos) DO NOTHING`)
+	}
+	return q.String()
+}
+
 // DeletePushActionsForEvent removes the notifications of an event (when
-// it is redacted).
+// it is redacted). Only users with a membership in the room can have been
+// notified (members and invitees, whose rows in memberships stay), so the
+// rows are found through the primary key.
 func (tx *Tx) DeletePushActionsForEvent(ctx context.Context, eventID string) error {
-	_, err := tx.exec(ctx, `DELETE FROM event_push_actions WHERE event_id = ?`, eventID)
+	var roomID string
+	var pos int64
+	err := tx.queryRow(ctx, `SELECT room_id, stream_pos FROM events WHERE event_id = ?`, eventID).Scan(&roomID, &pos)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	_, err = tx.exec(ctx, deletePushActionsSQL, roomID, roomID, pos)
 	return err
 }
+
+const deletePushActionsSQL = `DELETE FROM event_push_actions WHERE user_id IN (SELECT user_id FROM memberships WHERE room_id = ?)
+		AND room_id = ? AND stream_pos = ?`
 
 // ReadPositions are the stream positions up to which a user has read a
 // room, from their m.read and m.read.private receipts.
@@ -432,39 +474,52 @@ type Notification struct {
 
 // Notifications lists a user's notifications, newest first, with
 // stream_pos < before (all when before is 0), up to limit.
+//
+// event_push_actions has no index by user and position alone (one B-tree
+// less to write per notified member of every message): the newest rows of
+// each room the user has a membership in (the only rooms that can have
+// notified them) are read through the primary key and merged.
 func (db *DB) Notifications(ctx context.Context, userID string, before int64, onlyHighlight bool, limit int) ([]Notification, error) {
-	q := `SELECT p.room_id, p.event_id, p.stream_pos, p.thread_id, p.highlight, p.actions, p.ts FROM event_push_actions p WHERE p.user_id = ?`
-	args := []any{userID}
-	if before > 0 {
-		q += ` AND p.stream_pos < ?`
-		args = append(args, before)
+	if limit <= 0 {
+		return nil, nil
 	}
-	if onlyHighlight {
-		q += ` AND p.highlight = 1`
-	}
-	q += ` ORDER BY p.stream_pos DESC LIMIT ?`
-	args = append(args, limit)
-	rows, err := db.query(ctx, q, args...)
+	roomIDs, err := db.strings(ctx, `SELECT room_id FROM memberships WHERE user_id = ?`, userID)
 	if err != nil {
 		return nil, err
 	}
+	if before <= 0 {
+		before = math.MaxInt64
+	}
+	q := notificationsSQL(onlyHighlight)
 	var out []Notification
-	var ids []string
-	for rows.Next() {
-		var n Notification
-		var hl int
-		var acts string
-		if err := rows.Scan(&n.RoomID, &n.EventID, &n.StreamPos, &n.ThreadID, &hl, &acts, &n.TS); err != nil {
-			rows.Close()
+	for _, roomID := range roomIDs {
+		rows, err := db.query(ctx, q, userID, roomID, before, limit)
+		if err != nil {
 			return nil, err
 		}
-		n.UserID, n.Highlight, n.Actions = userID, hl != 0, json.RawMessage(acts)
-		out = append(out, n)
-		ids = append(ids, n.EventID)
+		for rows.Next() {
+			n := Notification{PushAction: PushAction{UserID: userID, RoomID: roomID}}
+			var hl int
+			var acts string
+			if err := rows.Scan(&n.EventID, &n.StreamPos, &n.ThreadID, &hl, &acts, &n.TS); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			n.Highlight, n.Actions = hl != 0, json.RawMessage(acts)
+			out = append(out, n)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
+	sort.Slice(out, func(i, j int) bool { return out[i].StreamPos > out[j].StreamPos })
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	ids := make([]string, len(out))
+	for i := range out {
+		ids[i] = out[i].EventID
 	}
 	evs, err := db.GetEvents(ctx, ids)
 	if err != nil {
@@ -482,6 +537,16 @@ func (db *DB) Notifications(ctx context.Context, userID string, before int64, on
 		}
 	}
 	return kept, nil
+}
+
+// notificationsSQL is Notifications' query for one room.
+func notificationsSQL(onlyHighlight bool) string {
+	q := `SELECT e.event_id, p.stream_pos, p.thread_id, p.highlight, p.actions, e.origin_server_ts FROM event_push_actions p
+		JOIN events e ON e.stream_pos = p.stream_pos WHERE p.user_id = ? AND p.room_id = ? AND p.stream_pos < ?`
+	if onlyHighlight {
+		q += ` AND p.highlight = 1`
+	}
+	return q + ` ORDER BY p.stream_pos DESC LIMIT ?`
 }
 
 // MemberDisplayNames returns the display name of each member of the room

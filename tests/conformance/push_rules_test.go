@@ -2,7 +2,9 @@ package conformance
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/url"
+	"slices"
 	"testing"
 )
 
@@ -268,6 +270,31 @@ func TestNotifications(t *testing.T) {
 	}
 	if ns, _ := list(alice, ""); len(ns) != 2 {
 		t.Fatalf("alice's notifications = %+v", ns)
+	}
+
+	// Several rooms: one list, newest first across them, paginated
+	// across them.
+	room2 := e.createRoom(carol, map[string]any{"preset": "public_chat"})
+	e.join(bob, room2)
+	var want []string
+	for i := 0; i < 3; i++ {
+		want = append(want, e.sendMessage(carol, room2, fmt.Sprintf("two %d", i)))
+		want = append(want, e.sendMessage(alice, room, fmt.Sprintf("one %d", i)))
+	}
+	slices.Reverse(want)
+	var got []string
+	for from := ""; len(got) < len(want); {
+		page, next := list(bob, "?limit=4"+from)
+		if len(page) == 0 {
+			break
+		}
+		for _, n := range page {
+			got = append(got, n.Event["event_id"].(string))
+		}
+		from = "&from=" + url.QueryEscape(next)
+	}
+	if len(got) < len(want) || !slices.Equal(got[:len(want)], want) {
+		t.Fatalf("notifications across rooms = %v, want %v first", got, want)
 	}
 
 	e.doErr("GET", notif+"?limit=x", bob.Token, nil, 400, "M_INVALID_PARAM")

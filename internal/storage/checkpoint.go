@@ -1,0 +1,85 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// SQLite checkpoints. In WAL mode every commit appends the pages it changed
+// to the write-ahead log; a checkpoint copies them back into the database
+// file. By default the committing connection does that itself, after a
+// commit that takes the log past 1,000 pages: on our single writer, which
+// then holds every queued send until the copy (and its fsync) is done. A
+// message to a big room changes a page of each member-keyed index per
+// member, so this was a fifth of the writer's time.
+//
+// Here a checkpointer goroutine, on a connection of its own, runs passive
+// checkpoints (which never block the writer or the readers) soon after
+// commits. The writer checkpoints itself only past walWriterCheckpoint
+// pages: a log that is entirely copied back can restart from its beginning
+// only when a write transaction starts, so under continuous writes the
+// writer's own (then small) checkpoint is what keeps the log bounded.
+// Durability is unchanged: a commit is durable once its log frames are
+// synced (synchronous=FULL); checkpoints only move them.
+
+const (
+	// walWriterCheckpoint is the writer's wal_autocheckpoint, in pages.
+	walWriterCheckpoint = 8192
+	// checkpointEvery is how often the checkpointer looks for new commits.
+	checkpointEvery = 50 * time.Millisecond
+)
+
+type checkpointer struct {
+	conn    *sql.DB
+	commits atomic.Uint64 // commits since the database was opened
+	quit    chan struct{}
+	wg      sync.WaitGroup
+}
+
+func startCheckpointer(conn *sql.DB) *checkpointer {
+	c := &checkpointer{conn: conn, quit: make(chan struct{})}
+	c.wg.Add(1)
+	go c.loop()
+	return c
+}
+
+// committed records a commit on the writer.
+func (c *checkpointer) committed() {
+	if c != nil {
+		c.commits.Add(1)
+	}
+}
+
+func (c *checkpointer) loop() {
+	defer c.wg.Done()
+	t := time.NewTicker(checkpointEvery)
+	defer t.Stop()
+	var seen uint64
+	for {
+		select {
+		case <-c.quit:
+			return
+		case <-t.C:
+		}
+		n := c.commits.Load()
+		if n == seen {
+			continue
+		}
+		seen = n
+		// Errors (SQLITE_BUSY while another checkpoint runs) leave the
+		// work to the next round or to the writer's own checkpoint.
+		_, _ = c.conn.ExecContext(context.Background(), `PRAGMA wal_checkpoint(PASSIVE)`)
+	}
+}
+
+func (c *checkpointer) close() {
+	if c == nil {
+		return
+	}
+	close(c.quit)
+	c.wg.Wait()
+	_ = c.conn.Close()
+}
