@@ -409,3 +409,74 @@ func (db *DB) SyncMemberships(ctx context.Context, userID string) ([]Membership,
 func (db *DB) roomsInWindowSQL() string {
 	return `SELECT DISTINCT room_id FROM ` + db.eventsByPos() + ` WHERE stream_pos > ? AND stream_pos <= ?`
 }
+
+// StreamPositions holds the current position of every stream a sync
+// token names.
+type StreamPositions struct {
+	Events, AccountData, Receipts, ToDevice, DeviceLists int64
+}
+
+// streamPositionsSQL reads the newest event's position and the named
+// streams' positions in one statement.
+const streamPositionsSQL = `SELECT 'events', COALESCE(MAX(stream_pos), 0) FROM events
+	UNION ALL SELECT name, pos FROM stream_positions WHERE name IN ('account_data', 'receipts', 'to_device', 'device_lists')`
+
+// CurrentStreamPositions returns the position of every stream a sync
+// reads, in one query (each sync, and each wake-up of a long-poll, starts
+// with it).
+func (db *DB) CurrentStreamPositions(ctx context.Context) (StreamPositions, error) {
+	var p StreamPositions
+	rows, err := db.query(ctx, streamPositionsSQL)
+	if err != nil {
+		return p, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		var pos int64
+		if err := rows.Scan(&name, &pos); err != nil {
+			return p, err
+		}
+		switch name {
+		case "events":
+			p.Events = pos
+		case "account_data":
+			p.AccountData = pos
+		case "receipts":
+			p.Receipts = pos
+		case "to_device":
+			p.ToDevice = pos
+		case "device_lists":
+			p.DeviceLists = pos
+		}
+	}
+	return p, rows.Err()
+}
+
+// StateEventsBetweenRooms is StateEventsBetween for several rooms at once:
+// the state events of each room with from < stream_pos <= to, oldest
+// first.
+func (db *DB) StateEventsBetweenRooms(ctx context.Context, roomIDs []string, from, to int64) (map[string][]Event, error) {
+	out := map[string][]Event{}
+	if to <= from {
+		return out, nil
+	}
+	err := chunks(roomIDs, func(part []string) error {
+		// Sorted here rather than with ORDER BY, which could lead the
+		// planner away from each room's (room_id, stream_pos) range.
+		rows, err := db.query(ctx, `SELECT `+eventColumns+` FROM events WHERE room_id IN (`+placeholders(len(part))+`)
+			AND stream_pos > ? AND stream_pos <= ? AND state_key IS NOT NULL`, stringArgs(part, from, to)...)
+		if err != nil {
+			return err
+		}
+		evs, err := scanEvents(rows)
+		for _, ev := range evs {
+			out[ev.RoomID] = append(out[ev.RoomID], ev)
+		}
+		return err
+	})
+	for _, evs := range out {
+		sort.Slice(evs, func(i, j int) bool { return evs[i].StreamPos < evs[j].StreamPos })
+	}
+	return out, err
+}

@@ -19,12 +19,32 @@ import (
 )
 
 // Extension adds fields to a sync response (to-device messages, device
-// lists, one-time key counts). Extensions are called after rooms are built.
+// lists, one-time key counts). Extensions are called after rooms are built;
+// the positions of their streams are in the token (read with the others).
 type Extension interface {
-	// Positions fills the extension's stream positions into now.
-	Positions(ctx context.Context, now *Token) error
-	// Fill adds the extension's data between since (nil for initial) and now.
-	Fill(ctx context.Context, req *httpapi.Requester, since *Token, now Token, resp *Response) error
+	// Fill adds the extension's stream data in the window: a long-poll
+	// whose answer has nothing in any stream goes on waiting.
+	Fill(ctx context.Context, w *Window, resp *Response) error
+	// Finish adds what every answer carries (key counts) to an answer
+	// about to be sent.
+	Finish(ctx context.Context, w *Window, resp *Response) error
+}
+
+// Window is the span of one sync, as its extensions see it, with what the
+// sync read that they also need.
+type Window struct {
+	Requester *httpapi.Requester
+	Since     *Token // nil for an initial sync
+	Now       Token
+	// OwnMembership holds the syncer's own m.room.member events in
+	// (Since.Events, Now.Events], oldest first (incremental syncs only).
+	OwnMembership []storage.Event
+	// Active lists the rooms the syncer is joined to that have events in
+	// the window (incremental syncs only), and StateChanges their state
+	// events in the window, oldest first: a membership change in a room
+	// the syncer shares with others is among them.
+	Active       []string
+	StateChanges map[string][]storage.Event
 }
 
 // Service serves /sync.
@@ -146,24 +166,12 @@ func (r *Response) empty() bool {
 
 // CurrentToken returns the position of every stream now.
 func (s *Service) CurrentToken(ctx context.Context) (Token, error) {
-	var t Token
-	var err error
-	if t.Events, err = s.db.MaxStreamPos(ctx); err != nil {
-		return t, err
+	p, err := s.db.CurrentStreamPositions(ctx)
+	if err != nil {
+		return Token{}, err
 	}
-	if t.AccountData, err = s.db.StreamPos(ctx, "account_data"); err != nil {
-		return t, err
-	}
-	if t.Receipts, err = s.db.StreamPos(ctx, "receipts"); err != nil {
-		return t, err
-	}
-	t.Typing = s.typing.Position()
-	for _, e := range s.extensions {
-		if err := e.Positions(ctx, &t); err != nil {
-			return t, err
-		}
-	}
-	return t, nil
+	return Token{Events: p.Events, AccountData: p.AccountData, Receipts: p.Receipts, Typing: s.typing.Position(),
+		ToDevice: p.ToDevice, DeviceLists: p.DeviceLists}, nil
 }
 
 // LoadFilter resolves a filter query parameter: an ID of a stored filter or
@@ -233,16 +241,27 @@ func (s *Service) Handle(r *http.Request) (any, error) {
 			// A token from the future (e.g. another database): clamp.
 			now.Events = max(now.Events, since.Events)
 		}
-		resp, err := s.build(ctx, req, since, now, f, fullState)
-		if err != nil {
-			return nil, err
+		// When no stream has moved since the client's position, the
+		// answer is empty (nothing is read for it): wait at once, the
+		// usual case of a long-poll that just got its previous answer.
+		unmoved := since != nil && !fullState && now == *since
+		resp, w := &Response{NextBatch: now.String()}, &Window{Requester: req, Since: since, Now: now}
+		if !unmoved {
+			if resp, w, err = s.build(ctx, req, since, now, f, fullState); err != nil {
+				return nil, err
+			}
 		}
-		if since == nil || fullState || !resp.empty() || time.Now().After(deadline) {
+		if since == nil || fullState || !resp.empty() || !time.Now().Before(deadline) {
+			for _, e := range s.extensions {
+				if err := e.Finish(ctx, w, resp); err != nil {
+					return nil, err
+				}
+			}
 			return resp, nil
 		}
 		wait := time.Until(deadline)
 		if wait <= 0 {
-			return resp, nil
+			continue // the time is up: answer
 		}
 		timer := time.NewTimer(wait)
 		select {
@@ -252,19 +271,21 @@ func (s *Service) Handle(r *http.Request) (any, error) {
 			timer.Stop()
 			return nil, ctx.Err()
 		case <-s.notifier.Done():
-			timer.Stop()
-			return resp, nil
+			deadline = time.Now() // shutting down: answer now
 		}
 		timer.Stop()
 	}
 }
 
-func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Token, now Token, f *filter.Filter, fullState bool) (*Response, error) {
+// build assembles the answer of a sync between since (nil: initial) and
+// now, and the window its extensions filled.
+func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Token, now Token, f *filter.Filter, fullState bool) (*Response, *Window, error) {
 	resp := &Response{NextBatch: now.String()}
+	w := &Window{Requester: req, Since: since, Now: now}
 	viewer := rooms.Viewer{UserID: req.UserID, DeviceID: req.DeviceID}
 	memberships, err := s.db.SyncMemberships(ctx, req.UserID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var fromEv int64
 	if since != nil {
@@ -275,11 +296,12 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 	if since != nil {
 		evs, err := s.db.MembershipChanges(ctx, req.UserID, since.Events, now.Events)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, ev := range evs {
 			changed[ev.RoomID] = append(changed[ev.RoomID], ev)
 		}
+		w.OwnMembership = evs
 	}
 	var joined []string
 	for _, m := range memberships {
@@ -288,14 +310,29 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 		}
 	}
 	var active map[string]bool
-	if since != nil && !fullState {
+	if since != nil {
 		if active, err = s.db.RoomsWithEventsBetween(ctx, joined, since.Events, now.Events); err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+		for _, roomID := range joined {
+			if active[roomID] {
+				w.Active = append(w.Active, roomID)
+			}
+		}
+		// The state changes of all of them at once: the state sections
+		// and the device-list changes are built from them.
+		if len(w.Active) > 0 {
+			if w.StateChanges, err = s.db.StateEventsBetweenRooms(ctx, w.Active, since.Events, now.Events); err != nil {
+				return nil, nil, err
+			}
+		}
+		if fullState {
+			active = nil // every room is listed in full
 		}
 	}
 	var ephemeral map[string][]any
 	if ephemeral, err = s.ephemeral(ctx, req.UserID, joined, since, now, f); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	roomAD := map[string][]any{}
 	{
@@ -303,9 +340,9 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 		if since != nil && !fullState {
 			adFrom = since.AccountData
 		}
-		ads, err := s.db.AccountDataSince(ctx, req.UserID, adFrom, now.AccountData)
+		ads, err := s.db.AccountDataSince(ctx, req.UserID, adFrom, now.AccountData) // nothing read when the stream has not moved
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		var global []any
 		for _, a := range ads {
@@ -356,17 +393,17 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 	var batch roomBatch
 	if len(withEvents) > 0 {
 		if batch.vis, err = s.engine.NewVisibilities(ctx, withEvents, req.UserID); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if len(fullRooms) > 0 {
 		if batch.summaries, err = s.summaries(ctx, fullRooms, req.UserID); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if len(built) > 0 {
 		if batch.unread, err = s.db.UnreadCountsRooms(ctx, built, req.UserID); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	// Timelines first: the state of a full room is the state before its
@@ -382,7 +419,7 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 			tlFrom = 0
 		}
 		if tls[i].events, tls[i].limited, err = s.timeline(ctx, viewer, p.roomID, tlFrom, now.Events, &f.Room.Timeline, batch.vis[p.roomID]); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	var stateRooms []string
@@ -395,13 +432,13 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 	}
 	if len(stateRooms) > 0 {
 		if batch.state, err = s.stateBeforeTimelines(ctx, stateRooms, stateTLs, req.UserID, f.Room.State.LazyLoadMembers); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	for i, p := range plans {
-		jr, err := s.joinedRoom(ctx, req, viewer, p.roomID, fromEv, now, f, p.full, tls[i], &batch)
+		jr, err := s.joinedRoom(ctx, req, viewer, p.roomID, fromEv, now, f, p.full, tls[i], &batch, w.StateChanges[p.roomID])
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if evs := ephemeral[p.roomID]; evs != nil {
 			jr.Ephemeral.Events = evs
@@ -425,7 +462,7 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 			}
 			ir, err := s.invitedRoom(ctx, m)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			if rs.Invite == nil {
 				rs.Invite = map[string]*InvitedRoom{}
@@ -437,7 +474,7 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 			}
 			evs, err := s.InviteState(ctx, m.RoomID, m.UserID)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			if rs.Knock == nil {
 				rs.Knock = map[string]*KnockedRoom{}
@@ -455,7 +492,7 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 			// window still appears, so clients drop the room.
 			lr, err := s.leftRoom(ctx, req, viewer, m, fromEv, f)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			if rs.Leave == nil {
 				rs.Leave = map[string]*LeftRoom{}
@@ -467,11 +504,11 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 		resp.Rooms = rs
 	}
 	for _, e := range s.extensions {
-		if err := e.Fill(ctx, req, since, now, resp); err != nil {
-			return nil, err
+		if err := e.Fill(ctx, w, resp); err != nil {
+			return nil, nil, err
 		}
 	}
-	return resp, nil
+	return resp, w, nil
 }
 
 // joinedInWindow reports whether the user's own membership events in a
@@ -629,7 +666,8 @@ func lazyMembers(state []storage.Event, timeline []storage.Event, self string) [
 // fresh reads the timeline from the room's start rather than from from
 // (full_state alone keeps the timeline bounded by since, as the spec says).
 // batch holds what was read for all the sync's rooms at once.
-func (s *Service) joinedRoom(ctx context.Context, req *httpapi.Requester, viewer rooms.Viewer, roomID string, from int64, now Token, f *filter.Filter, full bool, tlp timelinePart, batch *roomBatch) (*JoinedRoom, error) {
+// changes holds the room's state events in the window (incremental syncs).
+func (s *Service) joinedRoom(ctx context.Context, req *httpapi.Requester, viewer rooms.Viewer, roomID string, from int64, now Token, f *filter.Filter, full bool, tlp timelinePart, batch *roomBatch, changes []storage.Event) (*JoinedRoom, error) {
 	jr := &JoinedRoom{State: StateList{Events: []rooms.ClientEvent{}}, Timeline: Timeline{Events: []rooms.ClientEvent{}},
 		Ephemeral: EventList{Events: []any{}}, AccountData: EventList{Events: []any{}}}
 	tl, limited := tlp.events, tlp.limited
@@ -658,8 +696,17 @@ func (s *Service) joinedRoom(ctx context.Context, req *httpapi.Requester, viewer
 			return nil, err
 		}
 	case hasEvents:
-		if state, err = s.stateDelta(ctx, roomID, from, now.Events, tl); err != nil {
-			return nil, err
+		state = stateDelta(changes, now.Events, tl)
+	}
+	// The summary is sent when the member list may have changed: with
+	// full state, or a member event in the window (the member events lazy
+	// loading adds below are not changes).
+	memberChange := full
+	for _, evs := range [][]storage.Event{tl, state} {
+		for i := range evs {
+			if evs[i].Type == "m.room.member" {
+				memberChange = true
+			}
 		}
 	}
 	if f.Room.State.LazyLoadMembers {
@@ -717,14 +764,6 @@ func (s *Service) joinedRoom(ctx context.Context, req *httpapi.Requester, viewer
 		prev.Events = tl[0].StreamPos - 1
 	}
 	jr.Timeline.PrevBatch = prev.String()
-	// Summary when the member list may have changed.
-	memberChange := full
-	for _, ev := range append(append([]storage.Event{}, tl...), kept...) {
-		if ev.Type == "m.room.member" {
-			memberChange = true
-			break
-		}
-	}
 	if memberChange {
 		if sum, ok := batch.summaries[roomID]; ok {
 			jr.Summary = sum
@@ -751,12 +790,9 @@ func (s *Service) joinedRoom(ctx context.Context, req *httpapi.Requester, viewer
 // timeline (the spec's "updates between since and the start of the
 // timeline", whether the timeline was limited or filtered), and its final
 // value when that is not in the timeline (a state event the timeline
-// filter hid), so that the client's state ends up right.
-func (s *Service) stateDelta(ctx context.Context, roomID string, from, to int64, tl []storage.Event) ([]storage.Event, error) {
-	changes, err := s.db.StateEventsBetween(ctx, roomID, from, to)
-	if err != nil {
-		return nil, err
-	}
+// filter hid), so that the client's state ends up right. changes are the
+// room's state events in (from, to], oldest first.
+func stateDelta(changes []storage.Event, to int64, tl []storage.Event) []storage.Event {
 	tlStart := to + 1
 	if len(tl) > 0 {
 		tlStart = tl[0].StreamPos
@@ -784,7 +820,7 @@ func (s *Service) stateDelta(ctx context.Context, roomID string, from, to int64,
 			out = append(out, ev)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // roomBatch holds what a sync reads for all its joined rooms at once.
