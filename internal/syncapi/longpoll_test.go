@@ -13,6 +13,7 @@ import (
 
 	"github.com/rempart-hs/rempart/internal/httpapi"
 	"github.com/rempart-hs/rempart/internal/rooms"
+	"github.com/rempart-hs/rempart/internal/storage"
 	"github.com/rempart-hs/rempart/internal/syncapi"
 	"github.com/rempart-hs/rempart/internal/testserver"
 )
@@ -210,5 +211,40 @@ func TestDeviceListsIgnoreRoomFilter(t *testing.T) {
 	resp = syncAs(t, srv, alice, url.Values{"filter": {filter}, "since": {resp.NextBatch}})
 	if resp.DeviceLists == nil || !slices.Contains(resp.DeviceLists.Left, carol) {
 		t.Fatalf("device_lists %+v, want carol left", resp.DeviceLists)
+	}
+}
+
+// TestLoadFilterKept checks the parsed-filter cache: a stored filter is
+// found again by its owner only, and an inline one by its text.
+func TestLoadFilterKept(t *testing.T) {
+	srv := testserver.Start(t)
+	ctx := context.Background()
+	alice := srv.RegisterUser("alice").UserID.String()
+	bob := srv.RegisterUser("bob").UserID.String()
+	var id int64
+	err := srv.Srv.DB.WithTx(ctx, func(tx *storage.Tx) error {
+		var err error
+		id, err = tx.CreateFilter(ctx, alice, []byte(`{"room":{"timeline":{"limit":3}}}`))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	param := fmt.Sprint(id)
+	for range 2 {
+		f, err := srv.Srv.Sync.LoadFilter(ctx, alice, param)
+		if err != nil || f.Room.Timeline.LimitOr(10, 100) != 3 {
+			t.Fatalf("alice's stored filter: %+v, %v", f, err)
+		}
+		if _, err := srv.Srv.Sync.LoadFilter(ctx, bob, param); !httpapi.ErrIs(err, "M_NOT_FOUND") {
+			t.Fatalf("bob loads alice's filter: %v", err)
+		}
+		f, err = srv.Srv.Sync.LoadFilter(ctx, bob, `{"room":{"timeline":{"limit":5}}}`)
+		if err != nil || f.Room.Timeline.LimitOr(10, 100) != 5 {
+			t.Fatalf("inline filter: %+v, %v", f, err)
+		}
+		if _, err := srv.Srv.Sync.LoadFilter(ctx, bob, `{"room":{"timeline":{"limit":"x"}}}`); err == nil {
+			t.Fatal("a bad inline filter is accepted")
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rempart-hs/rempart/internal/filter"
@@ -54,6 +55,7 @@ type Service struct {
 	notifier   *notifier.Notifier
 	typing     *typing.Tracker
 	extensions []Extension
+	filters    filterCache
 	// MaxTimeout caps the client's long-poll timeout.
 	MaxTimeout time.Duration
 }
@@ -175,26 +177,75 @@ func (s *Service) CurrentToken(ctx context.Context) (Token, error) {
 }
 
 // LoadFilter resolves a filter query parameter: an ID of a stored filter or
-// an inline JSON definition.
+// an inline JSON definition. Parsed filters are kept (see filterCache): a
+// client long-polling sends the same filter with every request.
 func (s *Service) LoadFilter(ctx context.Context, userID, param string) (*filter.Filter, error) {
 	if param == "" {
 		return &filter.Filter{}, nil
 	}
-	if strings.HasPrefix(strings.TrimSpace(param), "{") {
-		return filter.Parse([]byte(param))
+	inline := strings.HasPrefix(strings.TrimSpace(param), "{")
+	key := userID + "\x00" + param
+	if inline {
+		key = param
 	}
-	id, err := strconv.ParseInt(param, 10, 64)
-	if err != nil {
-		return nil, httpapi.InvalidParam("filter must be a filter ID or a JSON object")
+	if f := s.filters.get(key); f != nil {
+		return f, nil
 	}
-	def, err := s.db.GetFilter(ctx, userID, id)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, httpapi.NotFound("unknown filter")
+	var def []byte
+	if inline {
+		def = []byte(param)
+	} else {
+		id, err := strconv.ParseInt(param, 10, 64)
+		if err != nil {
+			return nil, httpapi.InvalidParam("filter must be a filter ID or a JSON object")
+		}
+		if def, err = s.db.GetFilter(ctx, userID, id); errors.Is(err, storage.ErrNotFound) {
+			return nil, httpapi.NotFound("unknown filter")
+		} else if err != nil {
+			return nil, err
+		}
 	}
+	f, err := filter.Parse(def)
 	if err != nil {
 		return nil, err
 	}
-	return filter.Parse(def)
+	s.filters.put(key, f)
+	return f, nil
+}
+
+// filterCache holds parsed sync filters: inline ones by their text, stored
+// ones by user and ID. Both are immutable (a stored filter is never
+// changed or deleted, and its ID never reused), so an entry needs no
+// validation, whichever process stored the filter. The filters are shared
+// and must not be modified.
+type filterCache struct {
+	mu sync.Mutex
+	m  map[string]*filter.Filter
+}
+
+// Bounds of the filter cache: entries (it is emptied when full) and the
+// length of an inline filter worth keeping.
+const (
+	maxCachedFilters   = 4096
+	maxCachedFilterLen = 4096
+)
+
+func (c *filterCache) get(key string) *filter.Filter {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[key]
+}
+
+func (c *filterCache) put(key string, f *filter.Filter) {
+	if len(key) > maxCachedFilterLen {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxCachedFilters {
+		c.m = make(map[string]*filter.Filter)
+	}
+	c.m[key] = f
 }
 
 // Handle serves GET /_matrix/client/v3/sync.
@@ -383,7 +434,10 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 		p := joinedPlan{roomID: m.RoomID, full: full, fresh: fresh, hasEvents: active[m.RoomID] || full}
 		plans = append(plans, p)
 		built = append(built, m.RoomID)
-		if p.hasEvents {
+		// A room the user was joined to all through the window (joined
+		// now, no membership change of its own since the window began)
+		// shows every event in the window: no visibility to read.
+		if p.hasEvents && (fresh || len(changed[m.RoomID]) > 0) {
 			withEvents = append(withEvents, m.RoomID)
 		}
 		if full {
@@ -418,7 +472,11 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 		if p.fresh {
 			tlFrom = 0
 		}
-		if tls[i].events, tls[i].limited, err = s.timeline(ctx, viewer, p.roomID, tlFrom, now.Events, &f.Room.Timeline, batch.vis[p.roomID]); err != nil {
+		var view eventView = joinedView{}
+		if vis, ok := batch.vis[p.roomID]; ok {
+			view = vis
+		}
+		if tls[i].events, tls[i].limited, err = s.timeline(ctx, viewer, p.roomID, tlFrom, now.Events, &f.Room.Timeline, view); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -551,17 +609,33 @@ func reverse(evs []storage.Event) {
 // then limited, and prev_batch lets the client read further.
 const maxTimelineScan = 1000
 
+// eventView decides which events of a room the syncing user may see.
+type eventView interface {
+	CanSee(ev *storage.Event) bool
+	// VisibleUpTo returns the highest stream position the user may read.
+	VisibleUpTo(limit int64) int64
+}
+
+// joinedView is the view of a user who was joined to the room all through
+// the positions read: the history visibility rules show every event sent
+// while the user is joined.
+type joinedView struct{}
+
+func (joinedView) CanSee(*storage.Event) bool    { return true }
+func (joinedView) VisibleUpTo(limit int64) int64 { return limit }
+
 // timeline loads the newest events of a room in (from, to] that the user
 // may see and the filter accepts, oldest first, and whether older ones
 // remain in the range (limited).
-// vis is the user's visibility of the room, loaded when nil.
-func (s *Service) timeline(ctx context.Context, viewer rooms.Viewer, roomID string, from, to int64, f *filter.RoomEventFilter, vis *rooms.Visibility) ([]storage.Event, bool, error) {
+// vis is the user's view of the room, loaded when nil.
+func (s *Service) timeline(ctx context.Context, viewer rooms.Viewer, roomID string, from, to int64, f *filter.RoomEventFilter, vis eventView) ([]storage.Event, bool, error) {
 	limit := f.LimitOr(10, 100)
 	if vis == nil {
-		var err error
-		if vis, err = s.engine.NewVisibility(ctx, roomID, viewer.UserID); err != nil {
+		v, err := s.engine.NewVisibility(ctx, roomID, viewer.UserID)
+		if err != nil {
 			return nil, false, err
 		}
+		vis = v
 	}
 	to = vis.VisibleUpTo(to)
 	var out []storage.Event
@@ -570,7 +644,7 @@ func (s *Service) timeline(ctx context.Context, viewer rooms.Viewer, roomID stri
 	cursor, scanned := to, 0
 scan:
 	for {
-		batch, err := s.db.RoomEvents(ctx, roomID, from, cursor, page, true)
+		batch, err := s.db.TimelinePage(ctx, roomID, from, cursor, page)
 		if err != nil {
 			return nil, false, err
 		}
@@ -825,7 +899,7 @@ func stateDelta(changes []storage.Event, to int64, tl []storage.Event) []storage
 
 // roomBatch holds what a sync reads for all its joined rooms at once.
 type roomBatch struct {
-	vis       map[string]*rooms.Visibility // rooms whose timeline is read
+	vis       map[string]*rooms.Visibility // rooms whose timeline needs the user's visibility (others: joinedView)
 	summaries map[string]*Summary          // rooms listed with full state
 	unread    map[string]map[string]storage.NotificationCounts
 	// state holds the state before the timeline of full rooms whose state
