@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 )
 
 // ErrKeyExists is returned when a one-time key ID is uploaded again with
@@ -366,10 +367,11 @@ func (tx *Tx) QueueToDevice(ctx context.Context, m ToDeviceMessage) (int64, erro
 }
 
 // ToDeviceMessages returns up to limit of a device's queued messages with
-// stream_pos <= upTo, in order.
+// stream_pos <= upTo, in order. Every sync reads it: the limit is written
+// into the statement (see TimelinePage).
 func (db *DB) ToDeviceMessages(ctx context.Context, userID, deviceID string, upTo int64, limit int) ([]ToDeviceMessage, error) {
 	rows, err := db.query(ctx, `SELECT stream_pos, user_id, device_id, sender, type, content FROM e2e_to_device
-		WHERE user_id = ? AND device_id = ? AND stream_pos <= ? ORDER BY stream_pos LIMIT ?`, userID, deviceID, upTo, limit)
+		WHERE user_id = ? AND device_id = ? AND stream_pos <= ? ORDER BY stream_pos LIMIT `+strconv.Itoa(max(limit, 0)), userID, deviceID, upTo)
 	if err != nil {
 		return nil, err
 	}

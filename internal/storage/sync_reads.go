@@ -2,8 +2,8 @@ package storage
 
 import (
 	"context"
-	"database/sql"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -221,85 +221,49 @@ func (db *DB) RoomHeroes(ctx context.Context, roomID, self string, n int) ([]str
 	return db.strings(ctx, `SELECT user_id FROM memberships WHERE room_id = ? AND membership IN ('join', 'invite') AND user_id <> ? ORDER BY user_id LIMIT ?`, roomID, self, n)
 }
 
-// UnreadCountsRooms is UnreadCounts for several rooms at once, with a
-// fixed number of queries for all of them (plus one per thread read
-// further than the room's unthreaded receipt).
+// UnreadCountsRooms is UnreadCounts for several rooms at once: one query
+// per 500 rooms (plus one per thread read further than the room's
+// unthreaded receipt, and with notifications after it).
 func (db *DB) UnreadCountsRooms(ctx context.Context, roomIDs []string, userID string) (map[string]map[string]NotificationCounts, error) {
+	out := map[string]map[string]NotificationCounts{}
 	rps := map[string]*ReadPositions{}
 	err := chunks(roomIDs, func(part []string) error {
-		rows, err := db.query(ctx, `SELECT r.room_id, r.thread_id, MAX(e.stream_pos) FROM receipts r JOIN events e ON e.event_id = r.event_id
-			WHERE r.room_id IN (`+placeholders(len(part))+`) AND r.user_id = ? AND r.receipt_type IN ('m.read', 'm.read.private') GROUP BY r.room_id, r.thread_id`,
-			stringArgs(part, userID)...)
+		rows, err := db.query(ctx, unreadCountsRoomsSQL(len(part)), stringArgs(part, userID, userID, userID)...)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
-			var room, t string
-			var pos int64
-			if err := rows.Scan(&room, &t, &pos); err != nil {
+			var kind, room, t string
+			var n, highlights int64
+			if err := rows.Scan(&kind, &room, &t, &n, &highlights); err != nil {
 				return err
 			}
-			rp := rps[room]
-			if rp == nil {
-				rp = &ReadPositions{Threads: map[string]int64{}}
-				rps[room] = rp
-			}
-			if t == "" {
-				rp.Unthreaded = pos
-			} else {
-				rp.Threads[t] = pos
+			switch kind {
+			case "read": // a thread's read position; n is the position
+				rp := rps[room]
+				if rp == nil {
+					rp = &ReadPositions{Threads: map[string]int64{}}
+					rps[room] = rp
+				}
+				rp.Threads[t] = n
+			case "unthreaded":
+				rp := rps[room]
+				if rp == nil {
+					rp = &ReadPositions{Threads: map[string]int64{}}
+					rps[room] = rp
+				}
+				rp.Unthreaded = n
+			default:
+				if n > 0 {
+					if out[room] == nil {
+						out[room] = map[string]NotificationCounts{}
+					}
+					out[room][t] = NotificationCounts{Notifications: int(n), Highlights: int(highlights)}
+				}
 			}
 		}
 		return rows.Err()
-	})
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]map[string]NotificationCounts{}
-	add := func(rows *sql.Rows) error {
-		defer rows.Close()
-		for rows.Next() {
-			var room, t string
-			var c NotificationCounts
-			if err := rows.Scan(&room, &t, &c.Notifications, &c.Highlights); err != nil {
-				return err
-			}
-			if out[room] == nil {
-				out[room] = map[string]NotificationCounts{}
-			}
-			if c.Notifications > 0 {
-				out[room][t] = c
-			} else {
-				delete(out[room], t)
-			}
-		}
-		return rows.Err()
-	}
-	// Each room counted from its own unthreaded read position.
-	err = chunks(roomIDs, func(part []string) error {
-		var b strings.Builder
-		args := make([]any, 0, 2*len(part)+1)
-		b.WriteString(`WITH rp (room_id, pos) AS (VALUES `)
-		for i, room := range part {
-			if i > 0 {
-				b.WriteString(`, `)
-			}
-			b.WriteString(`(CAST(? AS TEXT), CAST(? AS BIGINT))`)
-			var pos int64
-			if rp := rps[room]; rp != nil {
-				pos = rp.Unthreaded
-			}
-			args = append(args, room, pos)
-		}
-		b.WriteString(`) SELECT p.room_id, p.thread_id, COUNT(*), COALESCE(SUM(p.highlight), 0) FROM rp CROSS JOIN event_push_actions p
-			WHERE p.user_id = ? AND p.room_id = rp.room_id AND p.stream_pos > rp.pos GROUP BY p.room_id, p.thread_id`)
-		args = append(args, userID)
-		rows, err := db.query(ctx, b.String(), args...)
-		if err != nil {
-			return err
-		}
-		return add(rows)
 	})
 	if err != nil {
 		return nil, err
@@ -312,17 +276,49 @@ func (db *DB) UnreadCountsRooms(ctx context.Context, roomIDs []string, userID st
 				continue
 			}
 			delete(out[room], t)
-			rows, err := db.query(ctx, `SELECT room_id, thread_id, COUNT(*), COALESCE(SUM(highlight), 0) FROM event_push_actions
-				WHERE user_id = ? AND room_id = ? AND thread_id = ? AND stream_pos > ? GROUP BY room_id, thread_id`, userID, room, t, pos)
+			var c NotificationCounts
+			err := db.queryRow(ctx, `SELECT COUNT(*), COALESCE(SUM(highlight), 0) FROM event_push_actions
+				WHERE user_id = ? AND room_id = ? AND thread_id = ? AND stream_pos > ?`, userID, room, t, pos).Scan(&c.Notifications, &c.Highlights)
 			if err != nil {
 				return nil, err
 			}
-			if err := add(rows); err != nil {
-				return nil, err
+			if c.Notifications > 0 {
+				out[room][t] = c
 			}
 		}
 	}
 	return out, nil
+}
+
+// unreadCountsRoomsSQL is UnreadCountsRooms' query for n rooms (arguments:
+// the rooms, then the user three times). Its rows are (kind, room, thread,
+// n, highlights): kind "unthreaded" gives a room's unthreaded read
+// position (in n), "read" a thread's read position, "count" the
+// notifications of a thread (n) and their highlights after the room's
+// unthreaded read position. The rooms' read positions are computed first
+// (CTE rp, one row per room) and drive the count, so that only
+// notifications after them are read.
+func unreadCountsRoomsSQL(n int) string {
+	var b strings.Builder
+	b.WriteString(`WITH want (room_id) AS (VALUES `)
+	for i := range n {
+		if i > 0 {
+			b.WriteString(`, `)
+		}
+		b.WriteString(`(CAST(? AS TEXT))`)
+	}
+	b.WriteString(`),
+	rp (room_id, pos) AS MATERIALIZED (SELECT want.room_id, COALESCE((SELECT MAX(e.stream_pos) FROM receipts r JOIN events e ON e.event_id = r.event_id
+		WHERE r.room_id = want.room_id AND r.user_id = CAST(? AS TEXT) AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id = ''), 0) FROM want)
+	SELECT 'unthreaded', rp.room_id, '', rp.pos, 0 FROM rp WHERE rp.pos > 0
+	UNION ALL
+	SELECT 'count', p.room_id, p.thread_id, COUNT(*), COALESCE(SUM(p.highlight), 0) FROM rp CROSS JOIN event_push_actions p
+		WHERE p.user_id = ? AND p.room_id = rp.room_id AND p.stream_pos > rp.pos GROUP BY p.room_id, p.thread_id
+	UNION ALL
+	SELECT 'read', r.room_id, r.thread_id, MAX(e.stream_pos), 0 FROM want CROSS JOIN receipts r JOIN events e ON e.event_id = r.event_id
+		WHERE r.room_id = want.room_id AND r.user_id = ? AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id <> ''
+		GROUP BY r.room_id, r.thread_id`)
+	return b.String()
 }
 
 // CurrentStateRooms returns the current state events of the rooms, member
@@ -464,8 +460,7 @@ func (db *DB) StateEventsBetweenRooms(ctx context.Context, roomIDs []string, fro
 	err := chunks(roomIDs, func(part []string) error {
 		// Sorted here rather than with ORDER BY, which could lead the
 		// planner away from each room's (room_id, stream_pos) range.
-		rows, err := db.query(ctx, `SELECT `+eventColumns+` FROM events WHERE room_id IN (`+placeholders(len(part))+`)
-			AND stream_pos > ? AND stream_pos <= ? AND state_key IS NOT NULL`, stringArgs(part, from, to)...)
+		rows, err := db.query(ctx, stateEventsBetweenRoomsSQL(len(part)), stringArgs(part, from, to)...)
 		if err != nil {
 			return err
 		}
@@ -479,4 +474,30 @@ func (db *DB) StateEventsBetweenRooms(ctx context.Context, roomIDs []string, fro
 		sort.Slice(evs, func(i, j int) bool { return evs[i].StreamPos < evs[j].StreamPos })
 	}
 	return out, err
+}
+
+// stateEventsBetweenRoomsSQL is StateEventsBetweenRooms' query for n rooms.
+func stateEventsBetweenRoomsSQL(n int) string {
+	return `SELECT ` + eventColumns + ` FROM events WHERE room_id IN (` + placeholders(n) + `)
+		AND stream_pos > ? AND stream_pos <= ? AND state_key IS NOT NULL`
+}
+
+// TimelinePage returns the newest events (at most limit) of a room with
+// from < stream_pos <= to, newest first: a page of a sync timeline.
+//
+// The limit is written into the statement rather than bound: SQLite plans
+// a statement again each time a parameter of its LIMIT is bound (it may
+// change the plan), which cost a whole parse and plan per page. A sync
+// asks for few distinct limits (its filter's, plus one), so the statement
+// cache holds a handful of these.
+func (db *DB) TimelinePage(ctx context.Context, roomID string, from, to int64, limit int) ([]Event, error) {
+	rows, err := db.query(ctx, timelinePageSQL(limit), roomID, from, to)
+	if err != nil {
+		return nil, err
+	}
+	return scanEvents(rows)
+}
+
+func timelinePageSQL(limit int) string {
+	return `SELECT ` + eventColumns + ` FROM events WHERE room_id = ? AND stream_pos > ? AND stream_pos <= ? ORDER BY stream_pos DESC LIMIT ` + strconv.Itoa(max(limit, 0))
 }

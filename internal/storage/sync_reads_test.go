@@ -102,3 +102,80 @@ func TestWindowReadsAgree(t *testing.T) {
 		t.Fatalf("SharingAmong = %v", sh)
 	}
 }
+
+// TestUnreadCountsRoomsAgree checks the batched unread counts against the
+// one-room read, with unthreaded, threaded and main-timeline receipts, and
+// rooms without any.
+func TestUnreadCountsRoomsAgree(t *testing.T) {
+	srv := testserver.Start(t)
+	ctx := context.Background()
+	eng, db := srv.Srv.Rooms, srv.Srv.DB
+	alice := srv.RegisterUser("alice").UserID.String()
+	bob := srv.RegisterUser("bob").UserID.String()
+	send := func(roomID, content string) string {
+		t.Helper()
+		ev, err := eng.Send(ctx, rooms.SendRequest{RoomID: roomID, Sender: bob, Type: "m.room.message", Content: []byte(content)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev.EventID
+	}
+	receipt := func(roomID, typ, threadID, eventID string) {
+		t.Helper()
+		err := db.WithTx(ctx, func(tx *storage.Tx) error {
+			_, err := tx.PutReceipt(ctx, storage.Receipt{RoomID: roomID, Type: typ, UserID: alice, ThreadID: threadID, EventID: eventID, TS: 1})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var roomIDs []string
+	for i := 0; i < 4; i++ {
+		roomID, err := eng.Create(ctx, rooms.CreateRequest{Creator: alice, Preset: "public_chat"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := eng.ChangeMembership(ctx, rooms.MembershipRequest{RoomID: roomID, Sender: bob, Target: bob, Membership: "join"}); err != nil {
+			t.Fatal(err)
+		}
+		roomIDs = append(roomIDs, roomID)
+		root := send(roomID, `{"msgtype":"m.text","body":"root"}`)
+		var last, lastInThread string
+		for j := 0; j < 3; j++ {
+			last = send(roomID, `{"msgtype":"m.text","body":"main"}`)
+			lastInThread = send(roomID, fmt.Sprintf(`{"msgtype":"m.text","body":"in thread","m.relates_to":{"rel_type":"m.thread","event_id":%q}}`, root))
+			if j == 1 {
+				switch i {
+				case 0: // everything read up to here; a thread receipt
+					// behind the unthreaded one counts for nothing
+					receipt(roomID, "m.read", "", lastInThread)
+					receipt(roomID, "m.read", root, root)
+				case 1: // the thread read further than the room
+					receipt(roomID, "m.read", "", last)
+					receipt(roomID, "m.read.private", root, lastInThread)
+				case 2: // the main timeline only
+					receipt(roomID, "m.read", "main", last)
+				}
+			}
+		}
+	}
+	got, err := db.UnreadCountsRooms(ctx, append(slices.Clone(roomIDs), "!unknown:x"), alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonZero := 0
+	for _, roomID := range roomIDs {
+		want, err := db.UnreadCounts(ctx, roomID, alice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(got[roomID]) != fmt.Sprint(want) && !(len(got[roomID]) == 0 && len(want) == 0) {
+			t.Errorf("room %s: batched %v, one-room %v", roomID, got[roomID], want)
+		}
+		nonZero += len(want)
+	}
+	if nonZero == 0 {
+		t.Fatal("no unread counts at all: the fixture does not exercise the counts")
+	}
+}
