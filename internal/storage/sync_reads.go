@@ -501,3 +501,84 @@ func (db *DB) TimelinePage(ctx context.Context, roomID string, from, to int64, l
 func timelinePageSQL(limit int) string {
 	return `SELECT ` + eventColumns + ` FROM events WHERE room_id = ? AND stream_pos > ? AND stream_pos <= ? ORDER BY stream_pos DESC LIMIT ` + strconv.Itoa(max(limit, 0))
 }
+
+// StateChangesAndMembers is StateEventsBetweenRooms(roomIDs, from, to)
+// and CurrentMemberEvents(pairs) read together, in one query when both
+// are small (the usual incremental sync: a few active rooms, their
+// timelines' senders), which every room of pairs must be one of roomIDs.
+// It returns the state changes by room, and the current member events of
+// pairs that are not in (from, to] (those in it are state changes of the
+// window, among the first answer).
+//
+// The two halves of the query are told apart by stream position: every
+// state event of the rooms in the window is a change, and a current
+// member event in the window is one of them.
+func (db *DB) StateChangesAndMembers(ctx context.Context, roomIDs []string, from, to int64, pairs []RoomUser) (map[string][]Event, []Event, error) {
+	if len(pairs) == 0 || len(roomIDs) > 100 || len(pairs) > 100 || to <= from {
+		changes, err := db.StateEventsBetweenRooms(ctx, roomIDs, from, to)
+		if err != nil || len(pairs) == 0 {
+			return changes, nil, err
+		}
+		members, err := db.CurrentMemberEvents(ctx, pairs)
+		return changes, outside(members, from, to), err
+	}
+	args := make([]any, 0, 2*len(pairs)+len(roomIDs)+2)
+	for _, p := range pairs {
+		args = append(args, p.RoomID, p.UserID)
+	}
+	for _, id := range roomIDs {
+		args = append(args, id)
+	}
+	rows, err := db.query(ctx, stateChangesAndMembersSQL(len(roomIDs), len(pairs)), append(args, from, to)...)
+	if err != nil {
+		return nil, nil, err
+	}
+	evs, err := scanEvents(rows)
+	if err != nil {
+		return nil, nil, err
+	}
+	changes := map[string][]Event{}
+	seen := map[string]bool{}
+	for _, ev := range evs {
+		if ev.StreamPos > from && ev.StreamPos <= to {
+			if !seen[ev.EventID] {
+				seen[ev.EventID] = true
+				changes[ev.RoomID] = append(changes[ev.RoomID], ev)
+			}
+		}
+	}
+	for _, list := range changes {
+		sort.Slice(list, func(i, j int) bool { return list[i].StreamPos < list[j].StreamPos })
+	}
+	return changes, outside(evs, from, to), nil
+}
+
+// outside returns the events of evs not in (from, to].
+func outside(evs []Event, from, to int64) []Event {
+	var out []Event
+	for _, ev := range evs {
+		if ev.StreamPos <= from || ev.StreamPos > to {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// stateChangesAndMembersSQL is StateChangesAndMembers' query for n rooms
+// and m pairs (arguments: each pair's room and user, then the rooms, from
+// and to).
+func stateChangesAndMembersSQL(n, m int) string {
+	var b strings.Builder
+	b.WriteString(`WITH need (room_id, user_id) AS (VALUES `)
+	for i := range m {
+		if i > 0 {
+			b.WriteString(`, `)
+		}
+		b.WriteString(`(CAST(? AS TEXT), CAST(? AS TEXT))`)
+	}
+	b.WriteString(`) `)
+	b.WriteString(stateEventsBetweenRoomsSQL(n))
+	b.WriteString(` UNION ALL SELECT ` + eventColumnsE + ` FROM need CROSS JOIN current_state c JOIN events e ON e.event_id = c.event_id
+		WHERE c.room_id = need.room_id AND c.type = 'm.room.member' AND c.state_key = need.user_id`)
+	return b.String()
+}

@@ -179,3 +179,79 @@ func TestUnreadCountsRoomsAgree(t *testing.T) {
 		t.Fatal("no unread counts at all: the fixture does not exercise the counts")
 	}
 }
+
+// TestStateChangesAndMembersAgree checks the combined read against its two
+// halves read apart: the window's state changes, and the current member
+// events of the pairs that are not among them.
+func TestStateChangesAndMembersAgree(t *testing.T) {
+	srv := testserver.Start(t)
+	ctx := context.Background()
+	eng, db := srv.Srv.Rooms, srv.Srv.DB
+	alice := srv.RegisterUser("alice").UserID.String()
+	user := func(n string) string { return fmt.Sprintf("@%s:%s", n, srv.Config.ServerName) }
+	member := func(roomID, u string) {
+		t.Helper()
+		if _, err := eng.ChangeMembership(ctx, rooms.MembershipRequest{RoomID: roomID, Sender: u, Target: u, Membership: "join"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var roomIDs []string
+	for i := 0; i < 2; i++ {
+		roomID, err := eng.Create(ctx, rooms.CreateRequest{Creator: alice, Preset: "public_chat"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		member(roomID, user("bob"))
+		roomIDs = append(roomIDs, roomID)
+	}
+	from, err := db.MaxStreamPos(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	member(roomIDs[0], user("carol")) // a member event in the window
+	if _, err := eng.Send(ctx, rooms.SendRequest{RoomID: roomIDs[1], Sender: user("bob"), Type: "m.room.message", Content: []byte(`{"msgtype":"m.text","body":"hi"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	to, err := db.MaxStreamPos(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pairs := []storage.RoomUser{{RoomID: roomIDs[0], UserID: user("carol")}, {RoomID: roomIDs[0], UserID: alice}, {RoomID: roomIDs[1], UserID: user("bob")}, {RoomID: roomIDs[1], UserID: user("nobody")}}
+	ids := func(evs []storage.Event) []string {
+		var out []string
+		for _, ev := range evs {
+			out = append(out, ev.EventID)
+		}
+		slices.Sort(out)
+		return out
+	}
+	wantChanges, err := db.StateEventsBetweenRooms(ctx, roomIDs, from, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := db.CurrentMemberEvents(ctx, pairs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wantMembers []storage.Event
+	for _, ev := range all {
+		if ev.StreamPos <= from {
+			wantMembers = append(wantMembers, ev)
+		}
+	}
+	if len(wantChanges[roomIDs[0]]) != 1 || len(wantMembers) != 2 {
+		t.Fatalf("fixture: changes %v, members %v", wantChanges, wantMembers)
+	}
+	changes, members, err := db.StateChangesAndMembers(ctx, roomIDs, from, to, pairs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, roomID := range roomIDs {
+		if !slices.Equal(ids(changes[roomID]), ids(wantChanges[roomID])) {
+			t.Errorf("room %s: changes %v, want %v", roomID, ids(changes[roomID]), ids(wantChanges[roomID]))
+		}
+	}
+	if !slices.Equal(ids(members), ids(wantMembers)) {
+		t.Errorf("members %v, want %v", ids(members), ids(wantMembers))
+	}
+}

@@ -370,13 +370,6 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 				w.Active = append(w.Active, roomID)
 			}
 		}
-		// The state changes of all of them at once: the state sections
-		// and the device-list changes are built from them.
-		if len(w.Active) > 0 {
-			if w.StateChanges, err = s.db.StateEventsBetweenRooms(ctx, w.Active, since.Events, now.Events); err != nil {
-				return nil, nil, err
-			}
-		}
 		if fullState {
 			active = nil // every room is listed in full
 		}
@@ -478,6 +471,41 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 		}
 		if tls[i].events, tls[i].limited, err = s.timeline(ctx, viewer, p.roomID, tlFrom, now.Events, &f.Room.Timeline, view); err != nil {
 			return nil, nil, err
+		}
+	}
+	// The state changes of all active rooms at once (the state sections
+	// and the device-list changes are built from them), with, for lazy
+	// loading, the current member events of the timelines' senders.
+	if len(w.Active) > 0 {
+		var pairs []storage.RoomUser
+		if f.Room.State.LazyLoadMembers {
+			for i, p := range plans {
+				if p.full {
+					continue // stateBeforeTimelines reads those
+				}
+				seen := map[string]bool{}
+				for _, ev := range tls[i].events {
+					if !seen[ev.Sender] {
+						seen[ev.Sender] = true
+						pairs = append(pairs, storage.RoomUser{RoomID: p.roomID, UserID: ev.Sender})
+					}
+				}
+			}
+		}
+		var members []storage.Event
+		if w.StateChanges, members, err = s.db.StateChangesAndMembers(ctx, w.Active, since.Events, now.Events, pairs); err != nil {
+			return nil, nil, err
+		}
+		if pairs != nil {
+			batch.members = map[string]map[string]*storage.Event{}
+			for _, p := range pairs {
+				if batch.members[p.RoomID] == nil {
+					batch.members[p.RoomID] = map[string]*storage.Event{}
+				}
+			}
+			for i := range members {
+				batch.members[members[i].RoomID][*members[i].StateKey] = &members[i]
+			}
 		}
 	}
 	var stateRooms []string
@@ -799,9 +827,18 @@ func (s *Service) joinedRoom(ctx context.Context, req *httpapi.Requester, viewer
 				}
 			}
 			var keys []storage.StateKeyTuple
+			read, haveRead := batch.members[roomID]
 			for _, ev := range tl {
 				if !have[ev.Sender] {
 					have[ev.Sender] = true
+					if haveRead {
+						// Read with the window's state changes, unless
+						// it is one of them (then it is in state).
+						if m := read[ev.Sender]; m != nil {
+							state = append(state, *m)
+						}
+						continue
+					}
 					keys = append(keys, storage.StateKeyTuple{Type: "m.room.member", StateKey: ev.Sender})
 				}
 			}
@@ -905,6 +942,10 @@ type roomBatch struct {
 	// state holds the state before the timeline of full rooms whose state
 	// has not changed since their timeline started (others are absent).
 	state map[string][]storage.Event
+	// members holds, for lazy loading, the current member events (before
+	// the window) of the timeline senders of the rooms listed with a state
+	// delta, by room and user; a room is present when they were read.
+	members map[string]map[string]*storage.Event
 }
 
 // timelinePart is a joined room's timeline as read for a sync.
