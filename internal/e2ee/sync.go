@@ -19,8 +19,10 @@ const maxToDevicePerSync = 100
 // messages (deleting those acknowledged by since) and the device-list
 // changes of users sharing a room with the syncer.
 func (s *Service) Fill(ctx context.Context, w *syncapi.Window, resp *syncapi.Response) error {
-	if err := s.fillToDevice(ctx, w, resp); err != nil {
-		return err
+	if !toDeviceUnmoved(w) {
+		if err := s.fillToDevice(ctx, w, resp); err != nil {
+			return err
+		}
 	}
 	if w.Since != nil {
 		// The member events in the window of the rooms the syncer is
@@ -47,6 +49,13 @@ func (s *Service) Fill(ctx context.Context, w *syncapi.Window, resp *syncapi.Res
 // Finish implements syncapi.Extension: it adds the device's one-time key
 // counts and unused fallback key types, which every answer carries.
 func (s *Service) Finish(ctx context.Context, w *syncapi.Window, resp *syncapi.Response) error {
+	if toDeviceUnmoved(w) && w.Since.ToDevice > 0 {
+		// Fill read nothing: the messages the client acknowledged are
+		// deleted here, once per answer.
+		if err := s.fillToDevice(ctx, w, resp); err != nil {
+			return err
+		}
+	}
 	counts, fb, err := s.db.DeviceKeyCounts(ctx, w.Requester.UserID, w.Requester.DeviceID)
 	if err != nil {
 		return err
@@ -110,6 +119,15 @@ func (s *Service) fillToDevice(ctx context.Context, w *syncapi.Window, resp *syn
 	}
 	resp.ToDevice = &syncapi.EventList{Events: evs}
 	return nil
+}
+
+// toDeviceUnmoved reports whether the to-device stream has not moved
+// since the client's position: then the device has no new message (the
+// stream's positions are allocated in commit order, and the messages up
+// to its position were delivered), and a long-poll woken by something
+// else need not read its queue.
+func toDeviceUnmoved(w *syncapi.Window) bool {
+	return w.Since != nil && w.Now.ToDevice <= w.Since.ToDevice
 }
 
 // ackedPrefix returns how many of msgs (in stream order) have stream

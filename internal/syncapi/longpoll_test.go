@@ -248,3 +248,39 @@ func TestLoadFilterKept(t *testing.T) {
 		}
 	}
 }
+
+// TestToDeviceAcknowledgedDeleted checks that the to-device messages a
+// sync delivered are deleted once the client syncs from its next_batch,
+// also when no other to-device message came since (nothing to read for the
+// answer itself), and are never delivered twice.
+func TestToDeviceAcknowledgedDeleted(t *testing.T) {
+	srv := testserver.Start(t)
+	ctx := context.Background()
+	db := srv.Srv.DB
+	alice := srv.RegisterUser("alice").UserID.String()
+	since := syncAs(t, srv, alice, url.Values{}).NextBatch
+	err := db.WithTx(ctx, func(tx *storage.Tx) error {
+		_, err := tx.QueueToDevice(ctx, storage.ToDeviceMessage{UserID: alice, DeviceID: "TEST", Sender: alice, Type: "m.test", Content: json.RawMessage(`{"n":1}`)})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := syncAs(t, srv, alice, url.Values{"since": {since}})
+	if resp.ToDevice == nil || len(resp.ToDevice.Events) != 1 {
+		t.Fatalf("to_device %+v, want the message", resp.ToDevice)
+	}
+	for _, timeout := range []string{"0", "200"} {
+		resp = syncAs(t, srv, alice, url.Values{"since": {resp.NextBatch}, "timeout": {timeout}})
+		if resp.ToDevice != nil {
+			t.Fatalf("timeout %s: delivered again: %+v", timeout, resp.ToDevice)
+		}
+		left, err := db.ToDeviceMessages(ctx, alice, "TEST", 1<<40, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(left) != 0 {
+			t.Fatalf("timeout %s: %d acknowledged messages kept", timeout, len(left))
+		}
+	}
+}
