@@ -79,7 +79,10 @@ func RandomString(n int) string {
 	return string(b)
 }
 
-// Authenticate implements httpapi.Authenticator.
+// Authenticate implements httpapi.Authenticator. Every request reads its
+// token and account from the database (one indexed read): a logout, a
+// revoked device or a deactivation takes effect at once, whichever process
+// made it.
 func (s *Service) Authenticate(ctx context.Context, token string) (*httpapi.Requester, error) {
 	hash := HashToken(token)
 	t, err := s.db.LookupAccessToken(ctx, hash)
@@ -92,14 +95,10 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*httpapi.Requ
 	if t.ExpiresTS > 0 && s.now().UnixMilli() >= t.ExpiresTS {
 		return nil, httpapi.UnknownToken("access token expired").With("soft_logout", true)
 	}
-	u, err := s.db.GetUser(ctx, t.UserID)
-	if err != nil {
-		return nil, fmt.Errorf("load token owner: %w", err)
-	}
-	if u.Deactivated {
+	if t.Deactivated {
 		return nil, httpapi.UnknownToken("account deactivated").With("soft_logout", false)
 	}
-	return &httpapi.Requester{UserID: t.UserID, DeviceID: t.DeviceID, IsAdmin: u.IsAdmin, IsGuest: u.IsGuest, TokenHash: hash}, nil
+	return &httpapi.Requester{UserID: t.UserID, DeviceID: t.DeviceID, IsAdmin: t.IsAdmin, IsGuest: t.IsGuest, TokenHash: hash}, nil
 }
 
 // Session is a freshly issued login.

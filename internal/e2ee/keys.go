@@ -430,7 +430,15 @@ func (s *Service) getKeysChanges(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, httpapi.InvalidParam("invalid to token")
 	}
-	changed, left, err := s.deviceListDelta(ctx, req.UserID, from, to)
+	own, err := s.db.MembershipChanges(ctx, req.UserID, from.Events, to.Events)
+	if err != nil {
+		return nil, err
+	}
+	members, err := s.db.JoinedRoomMemberEvents(ctx, req.UserID, from.Events, to.Events)
+	if err != nil {
+		return nil, err
+	}
+	changed, left, err := s.deviceListDelta(ctx, req.UserID, from, to, own, members)
 	if err != nil {
 		return nil, err
 	}

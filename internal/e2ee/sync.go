@@ -6,7 +6,6 @@ import (
 	"errors"
 	"sort"
 
-	"github.com/rempart-hs/rempart/internal/httpapi"
 	"github.com/rempart-hs/rempart/internal/rooms"
 	"github.com/rempart-hs/rempart/internal/storage"
 	"github.com/rempart-hs/rempart/internal/syncapi"
@@ -16,43 +15,27 @@ import (
 // the rest follow in the next one.
 const maxToDevicePerSync = 100
 
-// Positions implements syncapi.Extension.
-func (s *Service) Positions(ctx context.Context, now *syncapi.Token) error {
-	var err error
-	if now.ToDevice, err = s.db.StreamPos(ctx, "to_device"); err != nil {
-		return err
-	}
-	now.DeviceLists, err = s.db.StreamPos(ctx, "device_lists")
-	return err
-}
-
 // Fill implements syncapi.Extension: it adds the device's to-device
-// messages (deleting those acknowledged by since), the device-list changes
-// of users sharing a room with the syncer, and the device's one-time and
-// fallback key state.
-func (s *Service) Fill(ctx context.Context, req *httpapi.Requester, since *syncapi.Token, now syncapi.Token, resp *syncapi.Response) error {
-	counts, err := s.db.OneTimeKeyCounts(ctx, req.UserID, req.DeviceID)
-	if err != nil {
-		return err
+// messages (deleting those acknowledged by since) and the device-list
+// changes of users sharing a room with the syncer.
+func (s *Service) Fill(ctx context.Context, w *syncapi.Window, resp *syncapi.Response) error {
+	if !toDeviceUnmoved(w) {
+		if err := s.fillToDevice(ctx, w, resp); err != nil {
+			return err
+		}
 	}
-	if _, ok := counts["signed_curve25519"]; !ok {
-		counts["signed_curve25519"] = 0
-	}
-	resp.DeviceOneTimeKeysCount = counts
-	fb, err := s.db.UnusedFallbackKeyTypes(ctx, req.UserID, req.DeviceID)
-	if err != nil {
-		return err
-	}
-	if fb == nil {
-		fb = []string{}
-	}
-	resp.DeviceUnusedFallbackKeyTypes = fb
-
-	if err := s.fillToDevice(ctx, req, since, now, resp); err != nil {
-		return err
-	}
-	if since != nil {
-		changed, left, err := s.deviceListDelta(ctx, req.UserID, *since, now)
+	if w.Since != nil {
+		// The member events in the window of the rooms the syncer is
+		// joined to (those rooms have events in the window).
+		var members []storage.Event
+		for _, roomID := range w.Active {
+			for _, ev := range w.StateChanges[roomID] {
+				if ev.Type == "m.room.member" {
+					members = append(members, ev)
+				}
+			}
+		}
+		changed, left, err := s.deviceListDelta(ctx, w.Requester.UserID, *w.Since, w.Now, w.OwnMembership, members)
 		if err != nil {
 			return err
 		}
@@ -63,30 +46,62 @@ func (s *Service) Fill(ctx context.Context, req *httpapi.Requester, since *synca
 	return nil
 }
 
+// Finish implements syncapi.Extension: it adds the device's one-time key
+// counts and unused fallback key types, which every answer carries.
+func (s *Service) Finish(ctx context.Context, w *syncapi.Window, resp *syncapi.Response) error {
+	if toDeviceUnmoved(w) && w.Since.ToDevice > 0 {
+		// Fill read nothing: the messages the client acknowledged are
+		// deleted here, once per answer.
+		if err := s.fillToDevice(ctx, w, resp); err != nil {
+			return err
+		}
+	}
+	counts, fb, err := s.db.DeviceKeyCounts(ctx, w.Requester.UserID, w.Requester.DeviceID)
+	if err != nil {
+		return err
+	}
+	if _, ok := counts["signed_curve25519"]; !ok {
+		counts["signed_curve25519"] = 0
+	}
+	resp.DeviceOneTimeKeysCount = counts
+	if fb == nil {
+		fb = []string{}
+	}
+	resp.DeviceUnusedFallbackKeyTypes = fb
+	return nil
+}
+
 // fillToDevice delivers queued to-device messages. Messages up to the
 // since token were received by the client (it would not send that token
-// otherwise) and are deleted first.
-func (s *Service) fillToDevice(ctx context.Context, req *httpapi.Requester, since *syncapi.Token, now syncapi.Token, resp *syncapi.Response) error {
+// otherwise) and are deleted; the first read finds them with the new ones.
+func (s *Service) fillToDevice(ctx context.Context, w *syncapi.Window, resp *syncapi.Response) error {
+	req, now := w.Requester, w.Now
 	if req.DeviceID == "" {
 		return nil
 	}
-	if since != nil && since.ToDevice > 0 {
-		acked := min(since.ToDevice, now.ToDevice)
-		has, err := s.db.HasToDeviceUpTo(ctx, req.UserID, req.DeviceID, acked)
-		if err != nil {
-			return err
-		}
-		if has {
-			if err := s.db.WithTx(ctx, func(tx *storage.Tx) error {
-				return tx.DeleteToDeviceUpTo(ctx, req.UserID, req.DeviceID, acked)
-			}); err != nil {
-				return err
-			}
-		}
+	var acked int64
+	if w.Since != nil {
+		acked = min(w.Since.ToDevice, now.ToDevice)
 	}
 	msgs, err := s.db.ToDeviceMessages(ctx, req.UserID, req.DeviceID, now.ToDevice, maxToDevicePerSync+1)
 	if err != nil {
 		return err
+	}
+	if n := ackedPrefix(msgs, acked); n > 0 {
+		if err := s.db.WithTx(ctx, func(tx *storage.Tx) error {
+			return tx.DeleteToDeviceUpTo(ctx, req.UserID, req.DeviceID, acked)
+		}); err != nil {
+			return err
+		}
+		if len(msgs) > maxToDevicePerSync {
+			// The read may have stopped before the newest: read past
+			// the acknowledged ones.
+			if msgs, err = s.db.ToDeviceMessagesBetween(ctx, req.UserID, req.DeviceID, acked, now.ToDevice, maxToDevicePerSync+1); err != nil {
+				return err
+			}
+		} else {
+			msgs = msgs[n:]
+		}
 	}
 	if len(msgs) == 0 {
 		return nil
@@ -106,6 +121,25 @@ func (s *Service) fillToDevice(ctx context.Context, req *httpapi.Requester, sinc
 	return nil
 }
 
+// toDeviceUnmoved reports whether the to-device stream has not moved
+// since the client's position: then the device has no new message (the
+// stream's positions are allocated in commit order, and the messages up
+// to its position were delivered), and a long-poll woken by something
+// else need not read its queue.
+func toDeviceUnmoved(w *syncapi.Window) bool {
+	return w.Since != nil && w.Now.ToDevice <= w.Since.ToDevice
+}
+
+// ackedPrefix returns how many of msgs (in stream order) have stream
+// positions up to acked.
+func ackedPrefix(msgs []storage.ToDeviceMessage, acked int64) int {
+	n := 0
+	for n < len(msgs) && msgs[n].StreamPos <= acked {
+		n++
+	}
+	return n
+}
+
 // deviceListDelta computes, between two sync positions, the users whose
 // device lists the syncer must re-fetch (changed: their devices or keys
 // changed, or they newly share a room with the syncer) and those it may
@@ -116,7 +150,11 @@ func (s *Service) fillToDevice(ctx context.Context, req *httpapi.Requester, sinc
 // joined or left) and the membership changes in its rooms; whether a user
 // shares a room with the syncer is looked up only for the users named by
 // those changes.
-func (s *Service) deviceListDelta(ctx context.Context, userID string, from, to syncapi.Token) (changed, left []string, err error) {
+//
+// own holds the syncer's own m.room.member events in the window, and
+// members the m.room.member events in the window of the rooms the syncer
+// is joined to now, both oldest first.
+func (s *Service) deviceListDelta(ctx context.Context, userID string, from, to syncapi.Token, own, members []storage.Event) (changed, left []string, err error) {
 	if to.DeviceLists <= from.DeviceLists && to.Events <= from.Events {
 		return nil, nil, nil
 	}
@@ -136,10 +174,6 @@ func (s *Service) deviceListDelta(ctx context.Context, userID string, from, to s
 		// may no longer share one (left if they do not).
 		mayShare := map[string]bool{}
 		mayLeave := map[string]bool{}
-		own, err := s.db.MembershipChanges(ctx, userID, from.Events, to.Events)
-		if err != nil {
-			return nil, nil, err
-		}
 		// Rooms the syncer joined or left in the window.
 		roomChange := map[string]string{}
 		for i := range own {
@@ -173,10 +207,7 @@ func (s *Service) deviceListDelta(ctx context.Context, userID string, from, to s
 				}
 			}
 		}
-		evs, err := s.db.JoinedRoomMemberEvents(ctx, userID, from.Events, to.Events)
-		if err != nil {
-			return nil, nil, err
-		}
+		evs := members
 		for i := range evs {
 			if evs[i].StateKey == nil || *evs[i].StateKey == userID {
 				continue

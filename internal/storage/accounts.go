@@ -257,13 +257,27 @@ func (tx *Tx) InsertAccessToken(ctx context.Context, hash string, t AccessToken)
 	return err
 }
 
-// LookupAccessToken resolves a token hash.
-func (db *DB) LookupAccessToken(ctx context.Context, hash string) (AccessToken, error) {
-	var t AccessToken
+// TokenOwner is an access token with what authenticating a request needs
+// of the account it belongs to.
+type TokenOwner struct {
+	AccessToken
+	IsAdmin     bool
+	IsGuest     bool
+	Deactivated bool
+}
+
+// LookupAccessToken resolves a token hash to the token and its account, in
+// one read (every authenticated request makes it): ErrNotFound when the
+// token is unknown or its account is gone.
+func (db *DB) LookupAccessToken(ctx context.Context, hash string) (TokenOwner, error) {
+	var t TokenOwner
 	var exp sql.NullInt64
-	err := db.queryRow(ctx, `SELECT user_id, device_id, created_ts, expires_ts FROM access_tokens WHERE token_hash = ?`, hash).
-		Scan(&t.UserID, &t.DeviceID, &t.CreatedTS, &exp)
+	var admin, guest, deact int
+	err := db.queryRow(ctx, `SELECT t.user_id, t.device_id, t.created_ts, t.expires_ts, u.is_admin, u.is_guest, u.deactivated
+		FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = ?`, hash).
+		Scan(&t.UserID, &t.DeviceID, &t.CreatedTS, &exp, &admin, &guest, &deact)
 	t.ExpiresTS = exp.Int64
+	t.IsAdmin, t.IsGuest, t.Deactivated = admin != 0, guest != 0, deact != 0
 	return t, notFound(err)
 }
 

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
+	"strconv"
 )
 
 // ErrKeyExists is returned when a one-time key ID is uploaded again with
@@ -93,9 +95,33 @@ func (tx *Tx) AddOneTimeKey(ctx context.Context, userID, deviceID, algorithm, ke
 	return err
 }
 
-// OneTimeKeyCounts counts a device's unclaimed one-time keys per algorithm.
-func (db *DB) OneTimeKeyCounts(ctx context.Context, userID, deviceID string) (map[string]int, error) {
-	return oneTimeKeyCounts(ctx, db.query, userID, deviceID)
+// DeviceKeyCounts returns, in one read, what every sync response tells a
+// device of its keys: its unclaimed one-time keys counted per algorithm,
+// and the algorithms (sorted) of its fallback keys not yet handed out.
+func (db *DB) DeviceKeyCounts(ctx context.Context, userID, deviceID string) (map[string]int, []string, error) {
+	rows, err := db.query(ctx, `SELECT 'otk', algorithm, COUNT(*) FROM e2e_one_time_keys WHERE user_id = ? AND device_id = ? GROUP BY algorithm
+		UNION ALL SELECT 'fallback', algorithm, 0 FROM e2e_fallback_keys WHERE user_id = ? AND device_id = ? AND used = 0`,
+		userID, deviceID, userID, deviceID)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	counts := map[string]int{}
+	var fallback []string
+	for rows.Next() {
+		var kind, alg string
+		var n int
+		if err := rows.Scan(&kind, &alg, &n); err != nil {
+			return nil, nil, err
+		}
+		if kind == "otk" {
+			counts[alg] = n
+		} else {
+			fallback = append(fallback, alg)
+		}
+	}
+	sort.Strings(fallback)
+	return counts, fallback, rows.Err()
 }
 
 // OneTimeKeyCounts is DB.OneTimeKeyCounts inside the transaction.
@@ -177,12 +203,6 @@ func (tx *Tx) PutFallbackKey(ctx context.Context, userID, deviceID, algorithm, k
 		ON CONFLICT (user_id, device_id, algorithm) DO UPDATE SET key_id = excluded.key_id, key_json = excluded.key_json, used = 0`,
 		userID, deviceID, algorithm, keyID, string(keyJSON))
 	return err
-}
-
-// UnusedFallbackKeyTypes lists the algorithms for which the device has a
-// fallback key that has not been handed out.
-func (db *DB) UnusedFallbackKeyTypes(ctx context.Context, userID, deviceID string) ([]string, error) {
-	return db.strings(ctx, `SELECT algorithm FROM e2e_fallback_keys WHERE user_id = ? AND device_id = ? AND used = 0 ORDER BY algorithm`, userID, deviceID)
 }
 
 // CrossSigningKey is one of a user's cross-signing keys.
@@ -347,10 +367,11 @@ func (tx *Tx) QueueToDevice(ctx context.Context, m ToDeviceMessage) (int64, erro
 }
 
 // ToDeviceMessages returns up to limit of a device's queued messages with
-// stream_pos <= upTo, in order.
+// stream_pos <= upTo, in order. Every sync reads it: the limit is written
+// into the statement (see TimelinePage).
 func (db *DB) ToDeviceMessages(ctx context.Context, userID, deviceID string, upTo int64, limit int) ([]ToDeviceMessage, error) {
 	rows, err := db.query(ctx, `SELECT stream_pos, user_id, device_id, sender, type, content FROM e2e_to_device
-		WHERE user_id = ? AND device_id = ? AND stream_pos <= ? ORDER BY stream_pos LIMIT ?`, userID, deviceID, upTo, limit)
+		WHERE user_id = ? AND device_id = ? AND stream_pos <= ? ORDER BY stream_pos LIMIT `+strconv.Itoa(max(limit, 0)), userID, deviceID, upTo)
 	if err != nil {
 		return nil, err
 	}
@@ -366,14 +387,6 @@ func (db *DB) ToDeviceMessages(ctx context.Context, userID, deviceID string, upT
 		out = append(out, m)
 	}
 	return out, rows.Err()
-}
-
-// HasToDeviceUpTo reports whether a device has queued messages with
-// stream_pos <= upTo.
-func (db *DB) HasToDeviceUpTo(ctx context.Context, userID, deviceID string, upTo int64) (bool, error) {
-	var n int
-	err := db.queryRow(ctx, `SELECT COUNT(*) FROM e2e_to_device WHERE user_id = ? AND device_id = ? AND stream_pos <= ?`, userID, deviceID, upTo).Scan(&n)
-	return n > 0, err
 }
 
 // DeleteToDeviceUpTo deletes the device's messages with stream_pos <= upTo

@@ -35,6 +35,9 @@ func (db *DB) GetAccountData(ctx context.Context, userID, roomID, typ string) (j
 // AccountDataSince returns the user's account data changed with
 // from < stream_pos <= to (all of it when from is 0).
 func (db *DB) AccountDataSince(ctx context.Context, userID string, from, to int64) ([]AccountData, error) {
+	if to <= from {
+		return nil, nil
+	}
 	rows, err := db.query(ctx, `SELECT room_id, type, content, stream_pos FROM account_data WHERE user_id = ? AND stream_pos > ? AND stream_pos <= ? ORDER BY stream_pos`, userID, from, to)
 	if err != nil {
 		return nil, err

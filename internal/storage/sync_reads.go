@@ -2,8 +2,8 @@ package storage
 
 import (
 	"context"
-	"database/sql"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -221,85 +221,49 @@ func (db *DB) RoomHeroes(ctx context.Context, roomID, self string, n int) ([]str
 	return db.strings(ctx, `SELECT user_id FROM memberships WHERE room_id = ? AND membership IN ('join', 'invite') AND user_id <> ? ORDER BY user_id LIMIT ?`, roomID, self, n)
 }
 
-// UnreadCountsRooms is UnreadCounts for several rooms at once, with a
-// fixed number of queries for all of them (plus one per thread read
-// further than the room's unthreaded receipt).
+// UnreadCountsRooms is UnreadCounts for several rooms at once: one query
+// per 500 rooms (plus one per thread read further than the room's
+// unthreaded receipt, and with notifications after it).
 func (db *DB) UnreadCountsRooms(ctx context.Context, roomIDs []string, userID string) (map[string]map[string]NotificationCounts, error) {
+	out := map[string]map[string]NotificationCounts{}
 	rps := map[string]*ReadPositions{}
 	err := chunks(roomIDs, func(part []string) error {
-		rows, err := db.query(ctx, `SELECT r.room_id, r.thread_id, MAX(e.stream_pos) FROM receipts r JOIN events e ON e.event_id = r.event_id
-			WHERE r.room_id IN (`+placeholders(len(part))+`) AND r.user_id = ? AND r.receipt_type IN ('m.read', 'm.read.private') GROUP BY r.room_id, r.thread_id`,
-			stringArgs(part, userID)...)
+		rows, err := db.query(ctx, unreadCountsRoomsSQL(len(part)), stringArgs(part, userID, userID, userID)...)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
-			var room, t string
-			var pos int64
-			if err := rows.Scan(&room, &t, &pos); err != nil {
+			var kind, room, t string
+			var n, highlights int64
+			if err := rows.Scan(&kind, &room, &t, &n, &highlights); err != nil {
 				return err
 			}
-			rp := rps[room]
-			if rp == nil {
-				rp = &ReadPositions{Threads: map[string]int64{}}
-				rps[room] = rp
-			}
-			if t == "" {
-				rp.Unthreaded = pos
-			} else {
-				rp.Threads[t] = pos
+			switch kind {
+			case "read": // a thread's read position; n is the position
+				rp := rps[room]
+				if rp == nil {
+					rp = &ReadPositions{Threads: map[string]int64{}}
+					rps[room] = rp
+				}
+				rp.Threads[t] = n
+			case "unthreaded":
+				rp := rps[room]
+				if rp == nil {
+					rp = &ReadPositions{Threads: map[string]int64{}}
+					rps[room] = rp
+				}
+				rp.Unthreaded = n
+			default:
+				if n > 0 {
+					if out[room] == nil {
+						out[room] = map[string]NotificationCounts{}
+					}
+					out[room][t] = NotificationCounts{Notifications: int(n), Highlights: int(highlights)}
+				}
 			}
 		}
 		return rows.Err()
-	})
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]map[string]NotificationCounts{}
-	add := func(rows *sql.Rows) error {
-		defer rows.Close()
-		for rows.Next() {
-			var room, t string
-			var c NotificationCounts
-			if err := rows.Scan(&room, &t, &c.Notifications, &c.Highlights); err != nil {
-				return err
-			}
-			if out[room] == nil {
-				out[room] = map[string]NotificationCounts{}
-			}
-			if c.Notifications > 0 {
-				out[room][t] = c
-			} else {
-				delete(out[room], t)
-			}
-		}
-		return rows.Err()
-	}
-	// Each room counted from its own unthreaded read position.
-	err = chunks(roomIDs, func(part []string) error {
-		var b strings.Builder
-		args := make([]any, 0, 2*len(part)+1)
-		b.WriteString(`WITH rp (room_id, pos) AS (VALUES `)
-		for i, room := range part {
-			if i > 0 {
-				b.WriteString(`, `)
-			}
-			b.WriteString(`(CAST(? AS TEXT), CAST(? AS BIGINT))`)
-			var pos int64
-			if rp := rps[room]; rp != nil {
-				pos = rp.Unthreaded
-			}
-			args = append(args, room, pos)
-		}
-		b.WriteString(`) SELECT p.room_id, p.thread_id, COUNT(*), COALESCE(SUM(p.highlight), 0) FROM rp CROSS JOIN event_push_actions p
-			WHERE p.user_id = ? AND p.room_id = rp.room_id AND p.stream_pos > rp.pos GROUP BY p.room_id, p.thread_id`)
-		args = append(args, userID)
-		rows, err := db.query(ctx, b.String(), args...)
-		if err != nil {
-			return err
-		}
-		return add(rows)
 	})
 	if err != nil {
 		return nil, err
@@ -312,17 +276,49 @@ func (db *DB) UnreadCountsRooms(ctx context.Context, roomIDs []string, userID st
 				continue
 			}
 			delete(out[room], t)
-			rows, err := db.query(ctx, `SELECT room_id, thread_id, COUNT(*), COALESCE(SUM(highlight), 0) FROM event_push_actions
-				WHERE user_id = ? AND room_id = ? AND thread_id = ? AND stream_pos > ? GROUP BY room_id, thread_id`, userID, room, t, pos)
+			var c NotificationCounts
+			err := db.queryRow(ctx, `SELECT COUNT(*), COALESCE(SUM(highlight), 0) FROM event_push_actions
+				WHERE user_id = ? AND room_id = ? AND thread_id = ? AND stream_pos > ?`, userID, room, t, pos).Scan(&c.Notifications, &c.Highlights)
 			if err != nil {
 				return nil, err
 			}
-			if err := add(rows); err != nil {
-				return nil, err
+			if c.Notifications > 0 {
+				out[room][t] = c
 			}
 		}
 	}
 	return out, nil
+}
+
+// unreadCountsRoomsSQL is UnreadCountsRooms' query for n rooms (arguments:
+// the rooms, then the user three times). Its rows are (kind, room, thread,
+// n, highlights): kind "unthreaded" gives a room's unthreaded read
+// position (in n), "read" a thread's read position, "count" the
+// notifications of a thread (n) and their highlights after the room's
+// unthreaded read position. The rooms' read positions are computed first
+// (CTE rp, one row per room) and drive the count, so that only
+// notifications after them are read.
+func unreadCountsRoomsSQL(n int) string {
+	var b strings.Builder
+	b.WriteString(`WITH want (room_id) AS (VALUES `)
+	for i := range n {
+		if i > 0 {
+			b.WriteString(`, `)
+		}
+		b.WriteString(`(CAST(? AS TEXT))`)
+	}
+	b.WriteString(`),
+	rp (room_id, pos) AS MATERIALIZED (SELECT want.room_id, COALESCE((SELECT MAX(e.stream_pos) FROM receipts r JOIN events e ON e.event_id = r.event_id
+		WHERE r.room_id = want.room_id AND r.user_id = CAST(? AS TEXT) AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id = ''), 0) FROM want)
+	SELECT 'unthreaded', rp.room_id, '', rp.pos, 0 FROM rp WHERE rp.pos > 0
+	UNION ALL
+	SELECT 'count', p.room_id, p.thread_id, COUNT(*), COALESCE(SUM(p.highlight), 0) FROM rp CROSS JOIN event_push_actions p
+		WHERE p.user_id = ? AND p.room_id = rp.room_id AND p.stream_pos > rp.pos GROUP BY p.room_id, p.thread_id
+	UNION ALL
+	SELECT 'read', r.room_id, r.thread_id, MAX(e.stream_pos), 0 FROM want CROSS JOIN receipts r JOIN events e ON e.event_id = r.event_id
+		WHERE r.room_id = want.room_id AND r.user_id = ? AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id <> ''
+		GROUP BY r.room_id, r.thread_id`)
+	return b.String()
 }
 
 // CurrentStateRooms returns the current state events of the rooms, member
@@ -408,4 +404,181 @@ func (db *DB) SyncMemberships(ctx context.Context, userID string) ([]Membership,
 // roomsInWindowSQL is the window scan of RoomsWithEventsBetween.
 func (db *DB) roomsInWindowSQL() string {
 	return `SELECT DISTINCT room_id FROM ` + db.eventsByPos() + ` WHERE stream_pos > ? AND stream_pos <= ?`
+}
+
+// StreamPositions holds the current position of every stream a sync
+// token names.
+type StreamPositions struct {
+	Events, AccountData, Receipts, ToDevice, DeviceLists int64
+}
+
+// streamPositionsSQL reads the newest event's position and the named
+// streams' positions in one statement.
+const streamPositionsSQL = `SELECT 'events', COALESCE(MAX(stream_pos), 0) FROM events
+	UNION ALL SELECT name, pos FROM stream_positions WHERE name IN ('account_data', 'receipts', 'to_device', 'device_lists')`
+
+// CurrentStreamPositions returns the position of every stream a sync
+// reads, in one query (each sync, and each wake-up of a long-poll, starts
+// with it).
+func (db *DB) CurrentStreamPositions(ctx context.Context) (StreamPositions, error) {
+	var p StreamPositions
+	rows, err := db.query(ctx, streamPositionsSQL)
+	if err != nil {
+		return p, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		var pos int64
+		if err := rows.Scan(&name, &pos); err != nil {
+			return p, err
+		}
+		switch name {
+		case "events":
+			p.Events = pos
+		case "account_data":
+			p.AccountData = pos
+		case "receipts":
+			p.Receipts = pos
+		case "to_device":
+			p.ToDevice = pos
+		case "device_lists":
+			p.DeviceLists = pos
+		}
+	}
+	return p, rows.Err()
+}
+
+// StateEventsBetweenRooms is StateEventsBetween for several rooms at once:
+// the state events of each room with from < stream_pos <= to, oldest
+// first.
+func (db *DB) StateEventsBetweenRooms(ctx context.Context, roomIDs []string, from, to int64) (map[string][]Event, error) {
+	out := map[string][]Event{}
+	if to <= from {
+		return out, nil
+	}
+	err := chunks(roomIDs, func(part []string) error {
+		// Sorted here rather than with ORDER BY, which could lead the
+		// planner away from each room's (room_id, stream_pos) range.
+		rows, err := db.query(ctx, stateEventsBetweenRoomsSQL(len(part)), stringArgs(part, from, to)...)
+		if err != nil {
+			return err
+		}
+		evs, err := scanEvents(rows)
+		for _, ev := range evs {
+			out[ev.RoomID] = append(out[ev.RoomID], ev)
+		}
+		return err
+	})
+	for _, evs := range out {
+		sort.Slice(evs, func(i, j int) bool { return evs[i].StreamPos < evs[j].StreamPos })
+	}
+	return out, err
+}
+
+// stateEventsBetweenRoomsSQL is StateEventsBetweenRooms' query for n rooms.
+func stateEventsBetweenRoomsSQL(n int) string {
+	return `SELECT ` + eventColumns + ` FROM events WHERE room_id IN (` + placeholders(n) + `)
+		AND stream_pos > ? AND stream_pos <= ? AND state_key IS NOT NULL`
+}
+
+// TimelinePage returns the newest events (at most limit) of a room with
+// from < stream_pos <= to, newest first: a page of a sync timeline.
+//
+// The limit is written into the statement rather than bound: SQLite plans
+// a statement again each time a parameter of its LIMIT is bound (it may
+// change the plan), which cost a whole parse and plan per page. A sync
+// asks for few distinct limits (its filter's, plus one), so the statement
+// cache holds a handful of these.
+func (db *DB) TimelinePage(ctx context.Context, roomID string, from, to int64, limit int) ([]Event, error) {
+	rows, err := db.query(ctx, timelinePageSQL(limit), roomID, from, to)
+	if err != nil {
+		return nil, err
+	}
+	return scanEvents(rows)
+}
+
+func timelinePageSQL(limit int) string {
+	return `SELECT ` + eventColumns + ` FROM events WHERE room_id = ? AND stream_pos > ? AND stream_pos <= ? ORDER BY stream_pos DESC LIMIT ` + strconv.Itoa(max(limit, 0))
+}
+
+// StateChangesAndMembers is StateEventsBetweenRooms(roomIDs, from, to)
+// and CurrentMemberEvents(pairs) read together, in one query when both
+// are small (the usual incremental sync: a few active rooms, their
+// timelines' senders), which every room of pairs must be one of roomIDs.
+// It returns the state changes by room, and the current member events of
+// pairs that are not in (from, to] (those in it are state changes of the
+// window, among the first answer).
+//
+// The two halves of the query are told apart by stream position: every
+// state event of the rooms in the window is a change, and a current
+// member event in the window is one of them.
+func (db *DB) StateChangesAndMembers(ctx context.Context, roomIDs []string, from, to int64, pairs []RoomUser) (map[string][]Event, []Event, error) {
+	if len(pairs) == 0 || len(roomIDs) > 100 || len(pairs) > 100 || to <= from {
+		changes, err := db.StateEventsBetweenRooms(ctx, roomIDs, from, to)
+		if err != nil || len(pairs) == 0 {
+			return changes, nil, err
+		}
+		members, err := db.CurrentMemberEvents(ctx, pairs)
+		return changes, outside(members, from, to), err
+	}
+	args := make([]any, 0, 2*len(pairs)+len(roomIDs)+2)
+	for _, p := range pairs {
+		args = append(args, p.RoomID, p.UserID)
+	}
+	for _, id := range roomIDs {
+		args = append(args, id)
+	}
+	rows, err := db.query(ctx, stateChangesAndMembersSQL(len(roomIDs), len(pairs)), append(args, from, to)...)
+	if err != nil {
+		return nil, nil, err
+	}
+	evs, err := scanEvents(rows)
+	if err != nil {
+		return nil, nil, err
+	}
+	changes := map[string][]Event{}
+	seen := map[string]bool{}
+	for _, ev := range evs {
+		if ev.StreamPos > from && ev.StreamPos <= to {
+			if !seen[ev.EventID] {
+				seen[ev.EventID] = true
+				changes[ev.RoomID] = append(changes[ev.RoomID], ev)
+			}
+		}
+	}
+	for _, list := range changes {
+		sort.Slice(list, func(i, j int) bool { return list[i].StreamPos < list[j].StreamPos })
+	}
+	return changes, outside(evs, from, to), nil
+}
+
+// outside returns the events of evs not in (from, to].
+func outside(evs []Event, from, to int64) []Event {
+	var out []Event
+	for _, ev := range evs {
+		if ev.StreamPos <= from || ev.StreamPos > to {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// stateChangesAndMembersSQL is StateChangesAndMembers' query for n rooms
+// and m pairs (arguments: each pair's room and user, then the rooms, from
+// and to).
+func stateChangesAndMembersSQL(n, m int) string {
+	var b strings.Builder
+	b.WriteString(`WITH need (room_id, user_id) AS (VALUES `)
+	for i := range m {
+		if i > 0 {
+			b.WriteString(`, `)
+		}
+		b.WriteString(`(CAST(? AS TEXT), CAST(? AS TEXT))`)
+	}
+	b.WriteString(`) `)
+	b.WriteString(stateEventsBetweenRoomsSQL(n))
+	b.WriteString(` UNION ALL SELECT ` + eventColumnsE + ` FROM need CROSS JOIN current_state c JOIN events e ON e.event_id = c.event_id
+		WHERE c.room_id = need.room_id AND c.type = 'm.room.member' AND c.state_key = need.user_id`)
+	return b.String()
 }

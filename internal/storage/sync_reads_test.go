@@ -102,3 +102,156 @@ func TestWindowReadsAgree(t *testing.T) {
 		t.Fatalf("SharingAmong = %v", sh)
 	}
 }
+
+// TestUnreadCountsRoomsAgree checks the batched unread counts against the
+// one-room read, with unthreaded, threaded and main-timeline receipts, and
+// rooms without any.
+func TestUnreadCountsRoomsAgree(t *testing.T) {
+	srv := testserver.Start(t)
+	ctx := context.Background()
+	eng, db := srv.Srv.Rooms, srv.Srv.DB
+	alice := srv.RegisterUser("alice").UserID.String()
+	bob := srv.RegisterUser("bob").UserID.String()
+	send := func(roomID, content string) string {
+		t.Helper()
+		ev, err := eng.Send(ctx, rooms.SendRequest{RoomID: roomID, Sender: bob, Type: "m.room.message", Content: []byte(content)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev.EventID
+	}
+	receipt := func(roomID, typ, threadID, eventID string) {
+		t.Helper()
+		err := db.WithTx(ctx, func(tx *storage.Tx) error {
+			_, err := tx.PutReceipt(ctx, storage.Receipt{RoomID: roomID, Type: typ, UserID: alice, ThreadID: threadID, EventID: eventID, TS: 1})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var roomIDs []string
+	for i := 0; i < 4; i++ {
+		roomID, err := eng.Create(ctx, rooms.CreateRequest{Creator: alice, Preset: "public_chat"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := eng.ChangeMembership(ctx, rooms.MembershipRequest{RoomID: roomID, Sender: bob, Target: bob, Membership: "join"}); err != nil {
+			t.Fatal(err)
+		}
+		roomIDs = append(roomIDs, roomID)
+		root := send(roomID, `{"msgtype":"m.text","body":"root"}`)
+		var last, lastInThread string
+		for j := 0; j < 3; j++ {
+			last = send(roomID, `{"msgtype":"m.text","body":"main"}`)
+			lastInThread = send(roomID, fmt.Sprintf(`{"msgtype":"m.text","body":"in thread","m.relates_to":{"rel_type":"m.thread","event_id":%q}}`, root))
+			if j == 1 {
+				switch i {
+				case 0: // everything read up to here; a thread receipt
+					// behind the unthreaded one counts for nothing
+					receipt(roomID, "m.read", "", lastInThread)
+					receipt(roomID, "m.read", root, root)
+				case 1: // the thread read further than the room
+					receipt(roomID, "m.read", "", last)
+					receipt(roomID, "m.read.private", root, lastInThread)
+				case 2: // the main timeline only
+					receipt(roomID, "m.read", "main", last)
+				}
+			}
+		}
+	}
+	got, err := db.UnreadCountsRooms(ctx, append(slices.Clone(roomIDs), "!unknown:x"), alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonZero := 0
+	for _, roomID := range roomIDs {
+		want, err := db.UnreadCounts(ctx, roomID, alice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(got[roomID]) != fmt.Sprint(want) && !(len(got[roomID]) == 0 && len(want) == 0) {
+			t.Errorf("room %s: batched %v, one-room %v", roomID, got[roomID], want)
+		}
+		nonZero += len(want)
+	}
+	if nonZero == 0 {
+		t.Fatal("no unread counts at all: the fixture does not exercise the counts")
+	}
+}
+
+// TestStateChangesAndMembersAgree checks the combined read against its two
+// halves read apart: the window's state changes, and the current member
+// events of the pairs that are not among them.
+func TestStateChangesAndMembersAgree(t *testing.T) {
+	srv := testserver.Start(t)
+	ctx := context.Background()
+	eng, db := srv.Srv.Rooms, srv.Srv.DB
+	alice := srv.RegisterUser("alice").UserID.String()
+	user := func(n string) string { return fmt.Sprintf("@%s:%s", n, srv.Config.ServerName) }
+	member := func(roomID, u string) {
+		t.Helper()
+		if _, err := eng.ChangeMembership(ctx, rooms.MembershipRequest{RoomID: roomID, Sender: u, Target: u, Membership: "join"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var roomIDs []string
+	for i := 0; i < 2; i++ {
+		roomID, err := eng.Create(ctx, rooms.CreateRequest{Creator: alice, Preset: "public_chat"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		member(roomID, user("bob"))
+		roomIDs = append(roomIDs, roomID)
+	}
+	from, err := db.MaxStreamPos(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	member(roomIDs[0], user("carol")) // a member event in the window
+	if _, err := eng.Send(ctx, rooms.SendRequest{RoomID: roomIDs[1], Sender: user("bob"), Type: "m.room.message", Content: []byte(`{"msgtype":"m.text","body":"hi"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	to, err := db.MaxStreamPos(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pairs := []storage.RoomUser{{RoomID: roomIDs[0], UserID: user("carol")}, {RoomID: roomIDs[0], UserID: alice}, {RoomID: roomIDs[1], UserID: user("bob")}, {RoomID: roomIDs[1], UserID: user("nobody")}}
+	ids := func(evs []storage.Event) []string {
+		var out []string
+		for _, ev := range evs {
+			out = append(out, ev.EventID)
+		}
+		slices.Sort(out)
+		return out
+	}
+	wantChanges, err := db.StateEventsBetweenRooms(ctx, roomIDs, from, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := db.CurrentMemberEvents(ctx, pairs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wantMembers []storage.Event
+	for _, ev := range all {
+		if ev.StreamPos <= from {
+			wantMembers = append(wantMembers, ev)
+		}
+	}
+	if len(wantChanges[roomIDs[0]]) != 1 || len(wantMembers) != 2 {
+		t.Fatalf("fixture: changes %v, members %v", wantChanges, wantMembers)
+	}
+	changes, members, err := db.StateChangesAndMembers(ctx, roomIDs, from, to, pairs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, roomID := range roomIDs {
+		if !slices.Equal(ids(changes[roomID]), ids(wantChanges[roomID])) {
+			t.Errorf("room %s: changes %v, want %v", roomID, ids(changes[roomID]), ids(wantChanges[roomID]))
+		}
+	}
+	if !slices.Equal(ids(members), ids(wantMembers)) {
+		t.Errorf("members %v, want %v", ids(members), ids(wantMembers))
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rempart-hs/rempart/internal/filter"
@@ -19,12 +20,32 @@ import (
 )
 
 // Extension adds fields to a sync response (to-device messages, device
-// lists, one-time key counts). Extensions are called after rooms are built.
+// lists, one-time key counts). Extensions are called after rooms are built;
+// the positions of their streams are in the token (read with the others).
 type Extension interface {
-	// Positions fills the extension's stream positions into now.
-	Positions(ctx context.Context, now *Token) error
-	// Fill adds the extension's data between since (nil for initial) and now.
-	Fill(ctx context.Context, req *httpapi.Requester, since *Token, now Token, resp *Response) error
+	// Fill adds the extension's stream data in the window: a long-poll
+	// whose answer has nothing in any stream goes on waiting.
+	Fill(ctx context.Context, w *Window, resp *Response) error
+	// Finish adds what every answer carries (key counts) to an answer
+	// about to be sent.
+	Finish(ctx context.Context, w *Window, resp *Response) error
+}
+
+// Window is the span of one sync, as its extensions see it, with what the
+// sync read that they also need.
+type Window struct {
+	Requester *httpapi.Requester
+	Since     *Token // nil for an initial sync
+	Now       Token
+	// OwnMembership holds the syncer's own m.room.member events in
+	// (Since.Events, Now.Events], oldest first (incremental syncs only).
+	OwnMembership []storage.Event
+	// Active lists the rooms the syncer is joined to that have events in
+	// the window (incremental syncs only), and StateChanges their state
+	// events in the window, oldest first: a membership change in a room
+	// the syncer shares with others is among them.
+	Active       []string
+	StateChanges map[string][]storage.Event
 }
 
 // Service serves /sync.
@@ -34,6 +55,7 @@ type Service struct {
 	notifier   *notifier.Notifier
 	typing     *typing.Tracker
 	extensions []Extension
+	filters    filterCache
 	// MaxTimeout caps the client's long-poll timeout.
 	MaxTimeout time.Duration
 }
@@ -146,47 +168,84 @@ func (r *Response) empty() bool {
 
 // CurrentToken returns the position of every stream now.
 func (s *Service) CurrentToken(ctx context.Context) (Token, error) {
-	var t Token
-	var err error
-	if t.Events, err = s.db.MaxStreamPos(ctx); err != nil {
-		return t, err
+	p, err := s.db.CurrentStreamPositions(ctx)
+	if err != nil {
+		return Token{}, err
 	}
-	if t.AccountData, err = s.db.StreamPos(ctx, "account_data"); err != nil {
-		return t, err
-	}
-	if t.Receipts, err = s.db.StreamPos(ctx, "receipts"); err != nil {
-		return t, err
-	}
-	t.Typing = s.typing.Position()
-	for _, e := range s.extensions {
-		if err := e.Positions(ctx, &t); err != nil {
-			return t, err
-		}
-	}
-	return t, nil
+	return Token{Events: p.Events, AccountData: p.AccountData, Receipts: p.Receipts, Typing: s.typing.Position(),
+		ToDevice: p.ToDevice, DeviceLists: p.DeviceLists}, nil
 }
 
 // LoadFilter resolves a filter query parameter: an ID of a stored filter or
-// an inline JSON definition.
+// an inline JSON definition. Parsed filters are kept (see filterCache): a
+// client long-polling sends the same filter with every request.
 func (s *Service) LoadFilter(ctx context.Context, userID, param string) (*filter.Filter, error) {
 	if param == "" {
 		return &filter.Filter{}, nil
 	}
-	if strings.HasPrefix(strings.TrimSpace(param), "{") {
-		return filter.Parse([]byte(param))
+	inline := strings.HasPrefix(strings.TrimSpace(param), "{")
+	key := userID + "\x00" + param
+	if inline {
+		key = param
 	}
-	id, err := strconv.ParseInt(param, 10, 64)
-	if err != nil {
-		return nil, httpapi.InvalidParam("filter must be a filter ID or a JSON object")
+	if f := s.filters.get(key); f != nil {
+		return f, nil
 	}
-	def, err := s.db.GetFilter(ctx, userID, id)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, httpapi.NotFound("unknown filter")
+	var def []byte
+	if inline {
+		def = []byte(param)
+	} else {
+		id, err := strconv.ParseInt(param, 10, 64)
+		if err != nil {
+			return nil, httpapi.InvalidParam("filter must be a filter ID or a JSON object")
+		}
+		if def, err = s.db.GetFilter(ctx, userID, id); errors.Is(err, storage.ErrNotFound) {
+			return nil, httpapi.NotFound("unknown filter")
+		} else if err != nil {
+			return nil, err
+		}
 	}
+	f, err := filter.Parse(def)
 	if err != nil {
 		return nil, err
 	}
-	return filter.Parse(def)
+	s.filters.put(key, f)
+	return f, nil
+}
+
+// filterCache holds parsed sync filters: inline ones by their text, stored
+// ones by user and ID. Both are immutable (a stored filter is never
+// changed or deleted, and its ID never reused), so an entry needs no
+// validation, whichever process stored the filter. The filters are shared
+// and must not be modified.
+type filterCache struct {
+	mu sync.Mutex
+	m  map[string]*filter.Filter
+}
+
+// Bounds of the filter cache: entries (it is emptied when full) and the
+// length of an inline filter worth keeping.
+const (
+	maxCachedFilters   = 4096
+	maxCachedFilterLen = 4096
+)
+
+func (c *filterCache) get(key string) *filter.Filter {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[key]
+}
+
+func (c *filterCache) put(key string, f *filter.Filter) {
+	if len(key) > maxCachedFilterLen {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxCachedFilters {
+		c.m = make(map[string]*filter.Filter)
+	}
+	c.m[key] = f
 }
 
 // Handle serves GET /_matrix/client/v3/sync.
@@ -233,16 +292,27 @@ func (s *Service) Handle(r *http.Request) (any, error) {
 			// A token from the future (e.g. another database): clamp.
 			now.Events = max(now.Events, since.Events)
 		}
-		resp, err := s.build(ctx, req, since, now, f, fullState)
-		if err != nil {
-			return nil, err
+		// When no stream has moved since the client's position, the
+		// answer is empty (nothing is read for it): wait at once, the
+		// usual case of a long-poll that just got its previous answer.
+		unmoved := since != nil && !fullState && now == *since
+		resp, w := &Response{NextBatch: now.String()}, &Window{Requester: req, Since: since, Now: now}
+		if !unmoved {
+			if resp, w, err = s.build(ctx, req, since, now, f, fullState); err != nil {
+				return nil, err
+			}
 		}
-		if since == nil || fullState || !resp.empty() || time.Now().After(deadline) {
+		if since == nil || fullState || !resp.empty() || !time.Now().Before(deadline) {
+			for _, e := range s.extensions {
+				if err := e.Finish(ctx, w, resp); err != nil {
+					return nil, err
+				}
+			}
 			return resp, nil
 		}
 		wait := time.Until(deadline)
 		if wait <= 0 {
-			return resp, nil
+			continue // the time is up: answer
 		}
 		timer := time.NewTimer(wait)
 		select {
@@ -252,19 +322,21 @@ func (s *Service) Handle(r *http.Request) (any, error) {
 			timer.Stop()
 			return nil, ctx.Err()
 		case <-s.notifier.Done():
-			timer.Stop()
-			return resp, nil
+			deadline = time.Now() // shutting down: answer now
 		}
 		timer.Stop()
 	}
 }
 
-func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Token, now Token, f *filter.Filter, fullState bool) (*Response, error) {
+// build assembles the answer of a sync between since (nil: initial) and
+// now, and the window its extensions filled.
+func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Token, now Token, f *filter.Filter, fullState bool) (*Response, *Window, error) {
 	resp := &Response{NextBatch: now.String()}
+	w := &Window{Requester: req, Since: since, Now: now}
 	viewer := rooms.Viewer{UserID: req.UserID, DeviceID: req.DeviceID}
 	memberships, err := s.db.SyncMemberships(ctx, req.UserID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var fromEv int64
 	if since != nil {
@@ -275,11 +347,12 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 	if since != nil {
 		evs, err := s.db.MembershipChanges(ctx, req.UserID, since.Events, now.Events)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, ev := range evs {
 			changed[ev.RoomID] = append(changed[ev.RoomID], ev)
 		}
+		w.OwnMembership = evs
 	}
 	var joined []string
 	for _, m := range memberships {
@@ -288,14 +361,22 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 		}
 	}
 	var active map[string]bool
-	if since != nil && !fullState {
+	if since != nil {
 		if active, err = s.db.RoomsWithEventsBetween(ctx, joined, since.Events, now.Events); err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+		for _, roomID := range joined {
+			if active[roomID] {
+				w.Active = append(w.Active, roomID)
+			}
+		}
+		if fullState {
+			active = nil // every room is listed in full
 		}
 	}
 	var ephemeral map[string][]any
 	if ephemeral, err = s.ephemeral(ctx, req.UserID, joined, since, now, f); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	roomAD := map[string][]any{}
 	{
@@ -303,9 +384,9 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 		if since != nil && !fullState {
 			adFrom = since.AccountData
 		}
-		ads, err := s.db.AccountDataSince(ctx, req.UserID, adFrom, now.AccountData)
+		ads, err := s.db.AccountDataSince(ctx, req.UserID, adFrom, now.AccountData) // nothing read when the stream has not moved
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		var global []any
 		for _, a := range ads {
@@ -346,7 +427,10 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 		p := joinedPlan{roomID: m.RoomID, full: full, fresh: fresh, hasEvents: active[m.RoomID] || full}
 		plans = append(plans, p)
 		built = append(built, m.RoomID)
-		if p.hasEvents {
+		// A room the user was joined to all through the window (joined
+		// now, no membership change of its own since the window began)
+		// shows every event in the window: no visibility to read.
+		if p.hasEvents && (fresh || len(changed[m.RoomID]) > 0) {
 			withEvents = append(withEvents, m.RoomID)
 		}
 		if full {
@@ -356,17 +440,17 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 	var batch roomBatch
 	if len(withEvents) > 0 {
 		if batch.vis, err = s.engine.NewVisibilities(ctx, withEvents, req.UserID); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if len(fullRooms) > 0 {
 		if batch.summaries, err = s.summaries(ctx, fullRooms, req.UserID); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if len(built) > 0 {
 		if batch.unread, err = s.db.UnreadCountsRooms(ctx, built, req.UserID); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	// Timelines first: the state of a full room is the state before its
@@ -381,8 +465,47 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 		if p.fresh {
 			tlFrom = 0
 		}
-		if tls[i].events, tls[i].limited, err = s.timeline(ctx, viewer, p.roomID, tlFrom, now.Events, &f.Room.Timeline, batch.vis[p.roomID]); err != nil {
-			return nil, err
+		var view eventView = joinedView{}
+		if vis, ok := batch.vis[p.roomID]; ok {
+			view = vis
+		}
+		if tls[i].events, tls[i].limited, err = s.timeline(ctx, viewer, p.roomID, tlFrom, now.Events, &f.Room.Timeline, view); err != nil {
+			return nil, nil, err
+		}
+	}
+	// The state changes of all active rooms at once (the state sections
+	// and the device-list changes are built from them), with, for lazy
+	// loading, the current member events of the timelines' senders.
+	if len(w.Active) > 0 {
+		var pairs []storage.RoomUser
+		if f.Room.State.LazyLoadMembers {
+			for i, p := range plans {
+				if p.full {
+					continue // stateBeforeTimelines reads those
+				}
+				seen := map[string]bool{}
+				for _, ev := range tls[i].events {
+					if !seen[ev.Sender] {
+						seen[ev.Sender] = true
+						pairs = append(pairs, storage.RoomUser{RoomID: p.roomID, UserID: ev.Sender})
+					}
+				}
+			}
+		}
+		var members []storage.Event
+		if w.StateChanges, members, err = s.db.StateChangesAndMembers(ctx, w.Active, since.Events, now.Events, pairs); err != nil {
+			return nil, nil, err
+		}
+		if pairs != nil {
+			batch.members = map[string]map[string]*storage.Event{}
+			for _, p := range pairs {
+				if batch.members[p.RoomID] == nil {
+					batch.members[p.RoomID] = map[string]*storage.Event{}
+				}
+			}
+			for i := range members {
+				batch.members[members[i].RoomID][*members[i].StateKey] = &members[i]
+			}
 		}
 	}
 	var stateRooms []string
@@ -395,13 +518,13 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 	}
 	if len(stateRooms) > 0 {
 		if batch.state, err = s.stateBeforeTimelines(ctx, stateRooms, stateTLs, req.UserID, f.Room.State.LazyLoadMembers); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	for i, p := range plans {
-		jr, err := s.joinedRoom(ctx, req, viewer, p.roomID, fromEv, now, f, p.full, tls[i], &batch)
+		jr, err := s.joinedRoom(ctx, req, viewer, p.roomID, fromEv, now, f, p.full, tls[i], &batch, w.StateChanges[p.roomID])
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if evs := ephemeral[p.roomID]; evs != nil {
 			jr.Ephemeral.Events = evs
@@ -425,7 +548,7 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 			}
 			ir, err := s.invitedRoom(ctx, m)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			if rs.Invite == nil {
 				rs.Invite = map[string]*InvitedRoom{}
@@ -437,7 +560,7 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 			}
 			evs, err := s.InviteState(ctx, m.RoomID, m.UserID)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			if rs.Knock == nil {
 				rs.Knock = map[string]*KnockedRoom{}
@@ -455,7 +578,7 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 			// window still appears, so clients drop the room.
 			lr, err := s.leftRoom(ctx, req, viewer, m, fromEv, f)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			if rs.Leave == nil {
 				rs.Leave = map[string]*LeftRoom{}
@@ -467,11 +590,11 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 		resp.Rooms = rs
 	}
 	for _, e := range s.extensions {
-		if err := e.Fill(ctx, req, since, now, resp); err != nil {
-			return nil, err
+		if err := e.Fill(ctx, w, resp); err != nil {
+			return nil, nil, err
 		}
 	}
-	return resp, nil
+	return resp, w, nil
 }
 
 // joinedInWindow reports whether the user's own membership events in a
@@ -514,17 +637,33 @@ func reverse(evs []storage.Event) {
 // then limited, and prev_batch lets the client read further.
 const maxTimelineScan = 1000
 
+// eventView decides which events of a room the syncing user may see.
+type eventView interface {
+	CanSee(ev *storage.Event) bool
+	// VisibleUpTo returns the highest stream position the user may read.
+	VisibleUpTo(limit int64) int64
+}
+
+// joinedView is the view of a user who was joined to the room all through
+// the positions read: the history visibility rules show every event sent
+// while the user is joined.
+type joinedView struct{}
+
+func (joinedView) CanSee(*storage.Event) bool    { return true }
+func (joinedView) VisibleUpTo(limit int64) int64 { return limit }
+
 // timeline loads the newest events of a room in (from, to] that the user
 // may see and the filter accepts, oldest first, and whether older ones
 // remain in the range (limited).
-// vis is the user's visibility of the room, loaded when nil.
-func (s *Service) timeline(ctx context.Context, viewer rooms.Viewer, roomID string, from, to int64, f *filter.RoomEventFilter, vis *rooms.Visibility) ([]storage.Event, bool, error) {
+// vis is the user's view of the room, loaded when nil.
+func (s *Service) timeline(ctx context.Context, viewer rooms.Viewer, roomID string, from, to int64, f *filter.RoomEventFilter, vis eventView) ([]storage.Event, bool, error) {
 	limit := f.LimitOr(10, 100)
 	if vis == nil {
-		var err error
-		if vis, err = s.engine.NewVisibility(ctx, roomID, viewer.UserID); err != nil {
+		v, err := s.engine.NewVisibility(ctx, roomID, viewer.UserID)
+		if err != nil {
 			return nil, false, err
 		}
+		vis = v
 	}
 	to = vis.VisibleUpTo(to)
 	var out []storage.Event
@@ -533,7 +672,7 @@ func (s *Service) timeline(ctx context.Context, viewer rooms.Viewer, roomID stri
 	cursor, scanned := to, 0
 scan:
 	for {
-		batch, err := s.db.RoomEvents(ctx, roomID, from, cursor, page, true)
+		batch, err := s.db.TimelinePage(ctx, roomID, from, cursor, page)
 		if err != nil {
 			return nil, false, err
 		}
@@ -629,7 +768,8 @@ func lazyMembers(state []storage.Event, timeline []storage.Event, self string) [
 // fresh reads the timeline from the room's start rather than from from
 // (full_state alone keeps the timeline bounded by since, as the spec says).
 // batch holds what was read for all the sync's rooms at once.
-func (s *Service) joinedRoom(ctx context.Context, req *httpapi.Requester, viewer rooms.Viewer, roomID string, from int64, now Token, f *filter.Filter, full bool, tlp timelinePart, batch *roomBatch) (*JoinedRoom, error) {
+// changes holds the room's state events in the window (incremental syncs).
+func (s *Service) joinedRoom(ctx context.Context, req *httpapi.Requester, viewer rooms.Viewer, roomID string, from int64, now Token, f *filter.Filter, full bool, tlp timelinePart, batch *roomBatch, changes []storage.Event) (*JoinedRoom, error) {
 	jr := &JoinedRoom{State: StateList{Events: []rooms.ClientEvent{}}, Timeline: Timeline{Events: []rooms.ClientEvent{}},
 		Ephemeral: EventList{Events: []any{}}, AccountData: EventList{Events: []any{}}}
 	tl, limited := tlp.events, tlp.limited
@@ -658,8 +798,17 @@ func (s *Service) joinedRoom(ctx context.Context, req *httpapi.Requester, viewer
 			return nil, err
 		}
 	case hasEvents:
-		if state, err = s.stateDelta(ctx, roomID, from, now.Events, tl); err != nil {
-			return nil, err
+		state = stateDelta(changes, now.Events, tl)
+	}
+	// The summary is sent when the member list may have changed: with
+	// full state, or a member event in the window (the member events lazy
+	// loading adds below are not changes).
+	memberChange := full
+	for _, evs := range [][]storage.Event{tl, state} {
+		for i := range evs {
+			if evs[i].Type == "m.room.member" {
+				memberChange = true
+			}
 		}
 	}
 	if f.Room.State.LazyLoadMembers {
@@ -678,9 +827,18 @@ func (s *Service) joinedRoom(ctx context.Context, req *httpapi.Requester, viewer
 				}
 			}
 			var keys []storage.StateKeyTuple
+			read, haveRead := batch.members[roomID]
 			for _, ev := range tl {
 				if !have[ev.Sender] {
 					have[ev.Sender] = true
+					if haveRead {
+						// Read with the window's state changes, unless
+						// it is one of them (then it is in state).
+						if m := read[ev.Sender]; m != nil {
+							state = append(state, *m)
+						}
+						continue
+					}
 					keys = append(keys, storage.StateKeyTuple{Type: "m.room.member", StateKey: ev.Sender})
 				}
 			}
@@ -717,14 +875,6 @@ func (s *Service) joinedRoom(ctx context.Context, req *httpapi.Requester, viewer
 		prev.Events = tl[0].StreamPos - 1
 	}
 	jr.Timeline.PrevBatch = prev.String()
-	// Summary when the member list may have changed.
-	memberChange := full
-	for _, ev := range append(append([]storage.Event{}, tl...), kept...) {
-		if ev.Type == "m.room.member" {
-			memberChange = true
-			break
-		}
-	}
 	if memberChange {
 		if sum, ok := batch.summaries[roomID]; ok {
 			jr.Summary = sum
@@ -751,12 +901,9 @@ func (s *Service) joinedRoom(ctx context.Context, req *httpapi.Requester, viewer
 // timeline (the spec's "updates between since and the start of the
 // timeline", whether the timeline was limited or filtered), and its final
 // value when that is not in the timeline (a state event the timeline
-// filter hid), so that the client's state ends up right.
-func (s *Service) stateDelta(ctx context.Context, roomID string, from, to int64, tl []storage.Event) ([]storage.Event, error) {
-	changes, err := s.db.StateEventsBetween(ctx, roomID, from, to)
-	if err != nil {
-		return nil, err
-	}
+// filter hid), so that the client's state ends up right. changes are the
+// room's state events in (from, to], oldest first.
+func stateDelta(changes []storage.Event, to int64, tl []storage.Event) []storage.Event {
 	tlStart := to + 1
 	if len(tl) > 0 {
 		tlStart = tl[0].StreamPos
@@ -784,17 +931,21 @@ func (s *Service) stateDelta(ctx context.Context, roomID string, from, to int64,
 			out = append(out, ev)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // roomBatch holds what a sync reads for all its joined rooms at once.
 type roomBatch struct {
-	vis       map[string]*rooms.Visibility // rooms whose timeline is read
+	vis       map[string]*rooms.Visibility // rooms whose timeline needs the user's visibility (others: joinedView)
 	summaries map[string]*Summary          // rooms listed with full state
 	unread    map[string]map[string]storage.NotificationCounts
 	// state holds the state before the timeline of full rooms whose state
 	// has not changed since their timeline started (others are absent).
 	state map[string][]storage.Event
+	// members holds, for lazy loading, the current member events (before
+	// the window) of the timeline senders of the rooms listed with a state
+	// delta, by room and user; a room is present when they were read.
+	members map[string]map[string]*storage.Event
 }
 
 // timelinePart is a joined room's timeline as read for a sync.
