@@ -162,7 +162,7 @@ func (db *DB) searchPeers(ctx context.Context, s UserSearch) ([]DirectoryUser, e
 	q.WriteString(`)
 		SELECT u.user_id, u.displayname, u.avatar_url FROM matched m JOIN users u ON u.user_id = m.user_id
 		WHERE u.deactivated = 0 AND u.is_guest = 0
-		ORDER BY CASE WHEN u.displayname IS NULL THEN 1 ELSE 0 END, u.user_id LIMIT `+sqlLimit(s.Limit))
+		ORDER BY CASE WHEN u.displayname IS NULL THEN 1 ELSE 0 END, u.user_id LIMIT ` + sqlLimit(s.Limit))
 	return db.directoryUsers(ctx, q.String(), args...)
 }
 
