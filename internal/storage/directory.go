@@ -162,8 +162,12 @@ func (db *DB) searchPeers(ctx context.Context, s UserSearch) ([]DirectoryUser, e
 	q.WriteString(`)
 		SELECT u.user_id, u.displayname, u.avatar_url FROM matched m JOIN users u ON u.user_id = m.user_id
 		WHERE u.deactivated = 0 AND u.is_guest = 0
-		ORDER BY CASE WHEN u.displayname IS NULL THEN 1 ELSE 0 END, u.user_id LIMIT ` + sqlLimit(s.Limit))
-	return db.directoryUsers(ctx, q.String(), args...)
+		ORDER BY CASE WHEN u.displayname IS NULL THEN 1 ELSE 0 END, u.user_id LIMIT ` + strconv.Itoa(sqlLimit(s.Limit)))
+	out, err := db.directoryUsers(ctx, q.String(), args...)
+	if len(out) > s.Limit {
+		out = out[:s.Limit]
+	}
+	return out, err
 }
 
 func (db *DB) searchAllUsers(ctx context.Context, s UserSearch) ([]DirectoryUser, error) {
@@ -175,7 +179,7 @@ func (db *DB) searchAllUsers(ctx context.Context, s UserSearch) ([]DirectoryUser
 		WHERE p.word < ? AND (p.word, p.user_id) > (?, ?) AND p.user_id <> ?`)
 	// A user can match through several words: read a few more rows than
 	// needed, and more pages while duplicates leave the list short.
-	batch := s.Limit*2 + 8
+	batch := sqlLimit(s.Limit*2 + 8)
 	var ids []string
 	seen := map[string]bool{}
 	afterWord, afterUser := lo, ""
@@ -183,7 +187,7 @@ func (db *DB) searchAllUsers(ctx context.Context, s UserSearch) ([]DirectoryUser
 		var qq strings.Builder
 		qq.WriteString(q.String())
 		args := termConditions(&qq, []any{hi, afterWord, afterUser, s.Exclude}, "p.user_id", rest)
-		qq.WriteString(` ORDER BY p.word, p.user_id LIMIT ` + sqlLimit(batch))
+		qq.WriteString(` ORDER BY p.word, p.user_id LIMIT ` + strconv.Itoa(batch))
 		rows, err := db.query(ctx, qq.String(), args...)
 		if err != nil {
 			return nil, err
@@ -234,12 +238,19 @@ func (db *DB) searchAllUsers(ctx context.Context, s UserSearch) ([]DirectoryUser
 	return out, nil
 }
 
-// sqlLimit spells a LIMIT in the statement's text rather than as a bound
-// parameter: SQLite re-prepares a statement with "LIMIT ?" each time a value
-// is bound (a fresh plan for each limit), which was two thirds of a scoped
-// search's time. Directory limits are small (user_directory.max_results),
-// so the statement cache holds few variants.
-func sqlLimit(n int) string { return strconv.Itoa(n) }
+// sqlLimit returns the LIMIT to spell in a statement's text for a query
+// that needs n rows: n rounded up to a power of two, at least 16. A bound
+// "LIMIT ?" made SQLite re-prepare the statement each time a value was
+// bound (two thirds of a scoped search's time); spelled out, each distinct
+// limit is a statement of its own in the statement caches, and rounding
+// keeps those few whatever limits clients ask for.
+func sqlLimit(n int) int {
+	l := 16
+	for l < n {
+		l *= 2
+	}
+	return l
+}
 
 // directoryUsers runs a query returning (user_id, displayname, avatar_url).
 func (db *DB) directoryUsers(ctx context.Context, q string, args ...any) ([]DirectoryUser, error) {

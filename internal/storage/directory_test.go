@@ -109,6 +109,16 @@ func TestScopedSearchFollowsMembershipsAndProfiles(t *testing.T) {
 	setMembership("!c:t", "bob", "join")
 	setMembership("!c:t", "me", "join")
 	check("shared twice, found once", "annick", "bob")
+	// The statement's LIMIT is rounded up; the answer is not.
+	for _, all := range []bool{false, true} {
+		s := storage.UserSearch{Terms: []string{"ann"}, SharedWith: "@me:t", Exclude: "@me:t", Limit: 2}
+		if all {
+			s.SharedWith = ""
+		}
+		if res, err := db.SearchUsers(ctx, s); err != nil || len(res) != 2 {
+			t.Errorf("limit 2 (all users %v): %d results, %v", all, len(res), err)
+		}
+	}
 	setMembership("!a:t", "ann", "leave")
 	check("left", "ann", "bob", "dan")
 	setMembership("!a:t", "ann", "join")
