@@ -27,6 +27,9 @@ type bench struct {
 	users      []*user
 	bigRooms   []*room
 	smallRooms []*room
+	// saved are the numbers of users, big and small rooms last read from
+	// or written to --state.
+	saved [3]int
 }
 
 // room is a room the benchmark built, with its members (creator first).
@@ -60,6 +63,9 @@ func (b *bench) run(ctx context.Context) (*report, error) {
 		b.rep.addTarget("startup", "start-up time (first start)", ms(d), "ms", "<=", 2000)
 		defer b.stopServer()
 	} else if err := b.c.waitReady(ctx, 10*time.Second); err != nil {
+		return b.rep, err
+	}
+	if err := b.loadState(); err != nil {
 		return b.rep, err
 	}
 	if b.proc != nil {
@@ -97,6 +103,9 @@ func (b *bench) run(ctx context.Context) (*report, error) {
 		start := time.Now()
 		err := steps[name](ctx)
 		wall := time.Since(start)
+		if serr := b.saveState(); serr != nil {
+			b.rep.Failures = append(b.rep.Failures, fmt.Sprintf("save state: %v", serr))
+		}
 		// The benchmark shares the machine with the server: its own CPU use
 		// says how much of the machine the server did not get.
 		if selfCPU1, cerr := self.cpu(); cerr == nil && err == nil && (b.proc == nil || b.proc.pid != self.pid) {
@@ -274,7 +283,7 @@ func (b *bench) scenarioMemory(ctx context.Context) error {
 	}
 	b.rep.add("memory", "rss idle after load", mib(cur), "MiB")
 	b.rep.addTarget("memory", "peak rss (VmHWM)", mib(peak), "MiB", "<=", 1024)
-	b.rep.add("memory", "users registered by this run", float64(len(b.users)), "users")
-	b.rep.add("memory", "rooms built by this run", float64(len(b.bigRooms)+len(b.smallRooms)), "rooms")
+	b.rep.add("memory", "users in the data set", float64(len(b.users)), "users")
+	b.rep.add("memory", "rooms in the data set", float64(len(b.bigRooms)+len(b.smallRooms)), "rooms")
 	return nil
 }

@@ -127,3 +127,61 @@ func TestBenchCLI(t *testing.T) {
 		t.Errorf("wrong shared secret: exit %d, want 1", code)
 	}
 }
+
+// TestBenchState checks that --state keeps a data set between runs: a
+// second run with the same prefix reuses the accounts and rooms (their
+// tokens still work: the directory scenario searches with them) and only
+// registers what a larger size adds, logging in to accounts an interrupted
+// run registered; another prefix is refused.
+func TestBenchState(t *testing.T) {
+	srv := testserver.Start(t)
+	state := t.TempDir() + "/state.json"
+	args := func(users string, extra ...string) []string {
+		return append([]string{"--url", srv.URL, "--shared-secret", srv.Config.Registration.SharedSecret,
+			"--prefix", "st", "--state", state, "--users", users, "--big-rooms", "1", "--big-room-members", "5",
+			"--small-rooms", "3", "--searches", "5", "--json", "-"}, extra...)
+	}
+	runJSON := func(a []string) report {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		if code := run(a, &stdout, &stderr); code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr.String())
+		}
+		var rep report
+		if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+			t.Fatalf("JSON output: %v\n%s", err, stdout.String())
+		}
+		return rep
+	}
+	rep := runJSON(args("8", "--scenarios", "register,rooms"))
+	if v, _ := rep.get("register", "users registered"); v != 8 {
+		t.Fatalf("first run registered %v users, want 8", v)
+	}
+	if v, _ := rep.get("rooms", "rooms created"); v != 4 {
+		t.Fatalf("first run created %v rooms, want 4", v)
+	}
+	// An interrupted run registered the next account without keeping its
+	// token: the next run logs in to it.
+	if _, err := newClient(srv.URL, time.Minute).register(context.Background(), srv.Config.Registration.SharedSecret, "st-u0000008", "Lost"); err != nil {
+		t.Fatal(err)
+	}
+	rep = runJSON(args("10", "--scenarios", "register,rooms,directory"))
+	if v, _ := rep.get("register", "users registered"); v != 2 {
+		t.Errorf("second run registered %v users, want the 2 the larger size adds", v)
+	}
+	if v, ok := rep.get("rooms", "rooms created"); ok && v != 0 {
+		t.Errorf("second run created %v rooms, want none", v)
+	}
+	if v, _ := rep.get("directory", "users"); v != 10 {
+		t.Errorf("directory over %v users, want 10", v)
+	}
+	if len(rep.Failures) > 0 {
+		t.Errorf("failures: %v", rep.Failures)
+	}
+	var stdout, stderr bytes.Buffer
+	a := args("10", "--scenarios", "register")
+	a[5] = "other" // --prefix
+	if code := run(a, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "prefix") {
+		t.Errorf("state of another prefix: exit %d, %q", code, stderr.String())
+	}
+}

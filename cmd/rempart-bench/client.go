@@ -127,12 +127,18 @@ func (c *client) register(ctx context.Context, secret, localpart, displayName st
 		body := map[string]any{"nonce": n.Nonce, "username": localpart, "password": benchPassword,
 			"admin": false, "displayname": displayName, "mac": hex.EncodeToString(mac.Sum(nil))}
 		if _, err := c.do(ctx, "POST", "/_synapse/admin/v1/register", "", body, &out); err != nil {
+			if inUse(err) {
+				return c.login(ctx, localpart)
+			}
 			return nil, fmt.Errorf("register %s: %w", localpart, err)
 		}
 	} else {
 		body := map[string]any{"username": localpart, "password": benchPassword,
 			"auth": map[string]any{"type": "m.login.dummy"}, "initial_device_display_name": "rempart-bench"}
 		if _, err := c.do(ctx, "POST", "/_matrix/client/v3/register", "", body, &out); err != nil {
+			if inUse(err) {
+				return c.login(ctx, localpart)
+			}
 			return nil, fmt.Errorf("register %s: %w", localpart, err)
 		}
 		if displayName != "" {
@@ -142,6 +148,27 @@ func (c *client) register(ctx context.Context, secret, localpart, displayName st
 				return nil, fmt.Errorf("set display name of %s: %w", localpart, err)
 			}
 		}
+	}
+	return &user{ID: out.UserID, Localpart: localpart, Token: out.AccessToken}, nil
+}
+
+// inUse reports whether a registration failed because the account exists.
+func inUse(err error) bool {
+	var me *matrixError
+	return errors.As(err, &me) && me.Errcode == "M_USER_IN_USE"
+}
+
+// login logs in to an account an interrupted earlier run registered (its
+// token was not kept), so that a run can resume building a data set.
+func (c *client) login(ctx context.Context, localpart string) (*user, error) {
+	var out struct {
+		UserID      string `json:"user_id"`
+		AccessToken string `json:"access_token"`
+	}
+	body := map[string]any{"type": "m.login.password", "identifier": map[string]string{"type": "m.id.user", "user": localpart},
+		"password": benchPassword, "initial_device_display_name": "rempart-bench"}
+	if _, err := c.do(ctx, "POST", "/_matrix/client/v3/login", "", body, &out); err != nil {
+		return nil, fmt.Errorf("log in to existing %s: %w", localpart, err)
 	}
 	return &user{ID: out.UserID, Localpart: localpart, Token: out.AccessToken}, nil
 }

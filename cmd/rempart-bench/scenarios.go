@@ -58,10 +58,13 @@ func (b *bench) ensureUsers(ctx context.Context, n int, lat *latencies) error {
 		}
 		return nil
 	})
+	// Users are numbered: keep those before the first one an error or an
+	// interruption left out (a later run logs in to the others).
 	for _, u := range made {
-		if u != nil {
-			b.users = append(b.users, u)
+		if u == nil {
+			break
 		}
+		b.users = append(b.users, u)
 	}
 	return err
 }
