@@ -117,7 +117,7 @@ func reindexUserDirectory(ctx context.Context, tx *Tx) error {
 }
 
 // roomMemberWordsTriggers keep room_member_words equal to the joined
-// memberships joined with user_directory_words (migration 012): a join
+// memberships joined with user_directory_words (migration 013): a join
 // copies the member's words into the room, a leave (or any other
 // membership) removes them, and a word added to or removed from a user is
 // added to or removed from each room the user is joined to. On PostgreSQL
@@ -192,7 +192,7 @@ var roomMemberWordsTriggers = map[Dialect][]string{
 }
 
 // roomMemberWordsStep fills room_member_words from the current joined
-// memberships and creates the triggers that keep it so (migration 012).
+// memberships and creates the triggers that keep it so (migration 013).
 func roomMemberWordsStep(ctx context.Context, tx *Tx) error {
 	if _, err := tx.tx.ExecContext(ctx, `INSERT INTO room_member_words (user_id, room_id, word)
 		SELECT w.user_id, m.room_id, w.word FROM memberships m JOIN user_directory_words w ON w.user_id = m.user_id

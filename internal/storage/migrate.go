@@ -37,7 +37,7 @@ var dialectTokens = map[Dialect]*strings.Replacer{
 // of the same version and in its transaction (data that SQL cannot derive).
 var goSteps = map[int]func(ctx context.Context, tx *Tx) error{
 	11: reindexUserDirectory,
-	12: roomMemberWordsStep,
+	13: roomMemberWordsStep,
 }
 
 // migrate applies, in order, each embedded migration not yet recorded in
