@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Event is an event prepared for evaluation: parsed and flattened once,
@@ -303,12 +304,38 @@ type glob struct {
 	literal string // the pattern, when it has no wildcard and is not empty
 	words   bool
 	ascii   bool // literal is ASCII
-	re      *regexp.Regexp
+	expr    string
+	once    sync.Once
+	re      *regexp.Regexp // compiled at first use: most globs never need it
 }
+
+// globKey identifies a compiled glob in sharedGlobs.
+type globKey struct {
+	pattern string
+	words   bool
+}
+
+// sharedGlobs holds every compiled glob, shared by all users' rulesets (a
+// glob is immutable once its regular expression is compiled): the default
+// rules are the same patterns for everyone, so thousands of cached
+// rulesets hold one copy of each. Bounded by maxSharedGlobs.
+var sharedGlobs = struct {
+	sync.Mutex
+	m map[globKey]*glob
+}{m: map[globKey]*glob{}}
+
+const maxSharedGlobs = 50000
 
 // compileGlob compiles pattern; see glob.
 func compileGlob(pattern string, words bool) *glob {
-	g := &glob{words: words}
+	k := globKey{pattern, words}
+	sharedGlobs.Lock()
+	g := sharedGlobs.m[k]
+	sharedGlobs.Unlock()
+	if g != nil {
+		return g
+	}
+	g = &glob{words: words}
 	if pattern != "" && !strings.ContainsAny(pattern, "*?") {
 		g.literal, g.ascii = pattern, isASCII(pattern)
 	}
@@ -323,8 +350,20 @@ func compileGlob(pattern string, words bool) *glob {
 			b.WriteString(regexp.QuoteMeta(string(r)))
 		}
 	}
-	g.re = wrap(b.String(), words)
+	g.expr = b.String()
+	sharedGlobs.Lock()
+	if len(sharedGlobs.m) >= maxSharedGlobs {
+		clear(sharedGlobs.m) // rulesets keep their globs; new ones start over
+	}
+	sharedGlobs.m[k] = g
+	sharedGlobs.Unlock()
 	return g
+}
+
+// regex returns the glob's regular expression, compiling it once.
+func (g *glob) regex() *regexp.Regexp {
+	g.once.Do(func() { g.re = wrap(g.expr, g.words) })
+	return g.re
 }
 
 // MatchString reports whether s matches the pattern.
@@ -339,7 +378,7 @@ func (g *glob) MatchString(s string) bool {
 			return containsWordsASCII(s, g.literal)
 		}
 	}
-	return g.re.MatchString(s)
+	return g.regex().MatchString(s)
 }
 
 // containsWords reports whether s contains lit (a display name) at word

@@ -208,7 +208,7 @@ func TestGlobFastPathsAgreeWithRegexp(t *testing.T) {
 		for _, words := range []bool{false, true} {
 			g := compileGlob(p, words)
 			for _, v := range values {
-				if got, want := g.MatchString(v), g.re.MatchString(v); got != want {
+				if got, want := g.MatchString(v), g.regex().MatchString(v); got != want {
 					t.Errorf("pattern %q words=%v on %q: %v, regexp says %v", p, words, v, got, want)
 				}
 			}
