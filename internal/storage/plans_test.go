@@ -32,7 +32,7 @@ func TestSyncQueryPlans(t *testing.T) {
 		{"StateChangesAndMembers", stateChangesAndMembersSQL(2, 2), []string{"events_room_stream (room_id=? AND stream_pos>? AND stream_pos<?)",
 			"SEARCH c USING INDEX sqlite_autoindex_current_state_1 (room_id=? AND type=? AND state_key=?)"}},
 		{"TimelinePage", timelinePageSQL(11), []string{"events_room_stream (room_id=? AND stream_pos>? AND stream_pos<?)"}},
-		{"UnreadCountsRooms", unreadCountsRoomsSQL(2), []string{"MATERIALIZE rp", "SEARCH p USING INDEX sqlite_autoindex_event_push_actions_1 (user_id=? AND room_id=? AND stream_pos>?)",
+		{"UnreadCountsRooms", unreadCountsRoomsSQL(2), []string{"MATERIALIZE rp", "SEARCH p USING PRIMARY KEY (user_id=? AND room_id=? AND stream_pos>?)",
 			"SEARCH r USING INDEX sqlite_autoindex_receipts_1 (room_id=? AND receipt_type=? AND user_id=? AND thread_id=?)"}},
 		{"SyncMemberships", syncMembershipsSQL, []string{"COVERING INDEX memberships_user_sync (user_id=? AND forgotten=?)"}},
 		{"DeviceListChangesSharing", deviceListChangesSharingSQL, []string{"SEARCH c USING INDEX sqlite_autoindex_e2e_device_list_changes_1 (stream_pos>? AND stream_pos<?)", "SEARCH a USING", "SEARCH b USING COVERING INDEX memberships_room_joined (room_id=? AND membership=? AND user_id=?)"}},
