@@ -403,11 +403,23 @@ async function main() {
     const root = findMessage(alice.getRoom(roomId), "hello from bob");
     check(root, "thread root not on alice's timeline");
     const rootId = root.getId();
-    await alice.sendMessage(roomId, rootId, {
-      msgtype: MsgType.Text,
-      body: "a reply in a thread",
-      "m.relates_to": { rel_type: RelationType.Thread, event_id: rootId, is_falling_back: true, "m.in_reply_to": { event_id: rootId } },
-    });
+    try {
+      await alice.sendMessage(roomId, rootId, {
+        msgtype: MsgType.Text,
+        body: "a reply in a thread",
+        "m.relates_to": { rel_type: RelationType.Thread, event_id: rootId, is_falling_back: true, "m.in_reply_to": { event_id: rootId } },
+      });
+    } catch (e) {
+      // matrix-js-sdk 37.5.0 race, on the client's side: when the remote
+      // echo of a *thread* event reaches the sender's /sync before the
+      // /send answer, Room.updatePendingEvent looks for the event only in
+      // the main timeline, misses it in the thread's, and throws although
+      // the event was sent (the spec lets the echo come first; that is
+      // what unsigned.transaction_id is for). Accept that error only, and
+      // check below that the reply really reached the server and bob.
+      if (!String(e?.message).includes("updatePendingEventStatus called on an event which is not a local echo")) throw e;
+      console.log("note: js-sdk local-echo race on a thread event (remote echo before the /send answer)");
+    }
     const thread = await waitFor(
       "thread with alice's reply on bob's side",
       () => {
