@@ -38,29 +38,36 @@ func TestSyncQueryPlans(t *testing.T) {
 		{"DeviceListChangesSharing", deviceListChangesSharingSQL, []string{"SEARCH c USING INDEX sqlite_autoindex_e2e_device_list_changes_1 (stream_pos>? AND stream_pos<?)", "SEARCH a USING", "SEARCH b USING COVERING INDEX memberships_room_joined (room_id=? AND membership=? AND user_id=?)"}},
 	}
 	for _, c := range cases {
-		args := make([]any, strings.Count(c.query, "?"))
-		for i := range args {
-			args[i] = "x"
-		}
-		rows, err := db.read.QueryContext(ctx, "EXPLAIN QUERY PLAN "+c.query, args...)
-		if err != nil {
-			t.Fatalf("%s: %v", c.name, err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
-		text := strings.Join(plan, "\n")
+		text := queryPlan(t, ctx, db, c.query)
 		for _, w := range c.want {
 			if !strings.Contains(text, w) {
 				t.Errorf("%s: plan lacks %q:\n%s", c.name, w, text)
 			}
 		}
 	}
+}
+
+// queryPlan returns SQLite's EXPLAIN QUERY PLAN of query, one line per
+// step, with every parameter bound to a string.
+func queryPlan(t *testing.T, ctx context.Context, db *DB, query string) string {
+	t.Helper()
+	args := make([]any, strings.Count(query, "?"))
+	for i := range args {
+		args[i] = "x"
+	}
+	rows, err := db.read.QueryContext(ctx, "EXPLAIN QUERY PLAN "+query, args...)
+	if err != nil {
+		t.Fatalf("explain: %v", err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	return strings.Join(plan, "\n")
 }

@@ -27,25 +27,7 @@ func TestPushActionQueryPlans(t *testing.T) {
 		WHERE user_id = ? AND room_id = ? AND stream_pos > ? GROUP BY thread_id`, []string{"PRIMARY KEY (user_id=? AND room_id=? AND stream_pos>?)"}},
 	}
 	for _, c := range cases {
-		args := make([]any, strings.Count(c.query, "?"))
-		for i := range args {
-			args[i] = "x"
-		}
-		rows, err := db.read.QueryContext(ctx, "EXPLAIN QUERY PLAN "+c.query, args...)
-		if err != nil {
-			t.Fatalf("%s: %v", c.name, err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
-		text := strings.Join(plan, "\n")
+		text := queryPlan(t, ctx, db, c.query)
 		for _, w := range c.want {
 			if !strings.Contains(text, w) {
 				t.Errorf("%s: plan lacks %q:\n%s", c.name, w, text)
