@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/rempart-hs/rempart/internal/storage"
-	"github.com/rempart-hs/rempart/internal/testserver"
 )
 
 var benchFirst = []string{"Alice", "Bruno", "Camille", "Damien", "Elise", "Fabrice", "Gaelle", "Hugo", "Ines", "Jules",
@@ -101,13 +100,8 @@ func processCPU() time.Duration {
 // bound by password hashing).
 func seedDirectory(b *testing.B, n, roomSize int) *storage.DB {
 	b.Helper()
-	cfg := testserver.TestConfig(b)
 	ctx := context.Background()
-	db, err := storage.Open(ctx, cfg.DatabaseURL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { db.Close() })
+	db, url := openTestDB(b)
 	for start := 0; start < n; start += 5000 {
 		err := db.WithTx(ctx, func(tx *storage.Tx) error {
 			for i := start; i < min(start+5000, n); i++ {
@@ -123,9 +117,9 @@ func seedDirectory(b *testing.B, n, roomSize int) *storage.DB {
 			b.Fatal(err)
 		}
 	}
-	driver, dsn := "sqlite", "file:"+cfg.DatabaseURL()
-	if strings.HasPrefix(cfg.DatabaseURL(), "postgres") {
-		driver, dsn = "pgx", cfg.DatabaseURL()
+	driver, dsn := "sqlite", "file:"+url
+	if strings.HasPrefix(url, "postgres") {
+		driver, dsn = "pgx", url
 	}
 	raw, err := sql.Open(driver, dsn)
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/rempart-hs/rempart/internal/storage"
-	"github.com/rempart-hs/rempart/internal/testserver"
 )
 
 // TestScopedSearchFollowsMembershipsAndProfiles checks that the words of
@@ -19,16 +18,11 @@ import (
 // finds exactly the users it should, and the table equals the joined
 // memberships joined with user_directory_words.
 func TestScopedSearchFollowsMembershipsAndProfiles(t *testing.T) {
-	cfg := testserver.TestConfig(t)
 	ctx := context.Background()
-	db, err := storage.Open(ctx, cfg.DatabaseURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	driver, dsn := "sqlite", "file:"+cfg.DatabaseURL()
-	if strings.HasPrefix(cfg.DatabaseURL(), "postgres") {
-		driver, dsn = "pgx", cfg.DatabaseURL()
+	db, url := openTestDB(t)
+	driver, dsn := "sqlite", "file:"+url
+	if strings.HasPrefix(url, "postgres") {
+		driver, dsn = "pgx", url
 	}
 	raw, err := sql.Open(driver, dsn)
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/rempart-hs/rempart/internal/storage"
-	"github.com/rempart-hs/rempart/internal/testserver"
 )
 
 // TestEventPositionsBecomeVisibleInOrder: while a transaction holds an
@@ -15,13 +14,8 @@ import (
 // as its token would skip the lower one for ever. (SQLite's single writer
 // gives this for free; PostgreSQL needs the event-order lock.)
 func TestEventPositionsBecomeVisibleInOrder(t *testing.T) {
-	cfg := testserver.TestConfig(t)
 	ctx := context.Background()
-	db, err := storage.Open(ctx, cfg.DatabaseURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db, _ := openTestDB(t)
 	if err := db.WithTx(ctx, func(tx *storage.Tx) error {
 		for _, id := range []string{"!a:order", "!b:order"} {
 			if err := tx.CreateRoom(ctx, storage.Room{RoomID: id, RoomVersion: "11", Creator: "@x:order", CreatedTS: 1, Visibility: "private"}); err != nil {

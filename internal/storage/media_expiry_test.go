@@ -6,20 +6,14 @@ import (
 	"testing"
 
 	"github.com/rempart-hs/rempart/internal/storage"
-	"github.com/rempart-hs/rempart/internal/testserver"
 )
 
 // TestPendingMediaExpiry: media IDs created for an asynchronous upload stop
 // counting against the pending cap once expired and are then deleted,
 // while uploaded media and IDs still within their time are kept.
 func TestPendingMediaExpiry(t *testing.T) {
-	cfg := testserver.TestConfig(t)
 	ctx := context.Background()
-	db, err := storage.Open(ctx, cfg.DatabaseURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db, _ := openTestDB(t)
 	const user = "@alice:expiry"
 	media := []storage.Media{
 		{MediaID: "expired", UserID: user, CreatedTS: 1000, ExpiresTS: 2000},
@@ -38,7 +32,7 @@ func TestPendingMediaExpiry(t *testing.T) {
 	}
 	var pending int
 	var deleted int64
-	if err := db.WithTx(ctx, func(tx *storage.Tx) error {
+	if err := db.WithTx(ctx, func(tx *storage.Tx) (err error) {
 		if pending, err = tx.CountPendingMedia(ctx, user, 5000); err != nil {
 			return err
 		}
