@@ -27,6 +27,11 @@ type bench struct {
 	users      []*user
 	bigRooms   []*room
 	smallRooms []*room
+	// runID tells this run's transaction IDs apart from those of earlier
+	// runs reusing the same accounts (--state): a repeated transaction ID
+	// is answered from the server's idempotency record without storing
+	// anything, which would count as a send that did no work.
+	runID string
 	// saved are the numbers of users, big and small rooms last read from
 	// or written to --state.
 	saved [3]int
@@ -40,7 +45,7 @@ type room struct {
 
 func newBench(o options, log io.Writer) *bench {
 	b := &bench{o: o, c: newClient(o.URL, o.Timeout), lp: newClient(o.URL, 0), log: log,
-		rep: &report{Started: time.Now().UTC(), Options: o}}
+		rep: &report{Started: time.Now().UTC(), Options: o}, runID: randomHex(4)}
 	if o.PID > 0 {
 		b.proc = &procStats{pid: o.PID}
 	}

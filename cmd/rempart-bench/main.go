@@ -143,9 +143,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	o.JoinRoomSize = min(o.JoinRoomSize, o.Users)
 	o.GroupSize = max(2, o.GroupSize)
 	if o.Prefix == "" {
-		b := make([]byte, 3)
-		_, _ = rand.Read(b)
-		o.Prefix = "bench" + hex.EncodeToString(b)
+		o.Prefix = "bench" + randomHex(3)
 	}
 	for _, sc := range strings.Split(scenarios, ",") {
 		sc = strings.TrimSpace(sc)
@@ -287,4 +285,11 @@ func formatValue(v float64) string {
 	default:
 		return fmt.Sprintf("%.3f", v)
 	}
+}
+
+// randomHex returns n random bytes in hexadecimal.
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }

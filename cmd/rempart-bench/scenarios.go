@@ -253,7 +253,7 @@ func (b *bench) scenarioSend(ctx context.Context) error {
 		return err
 	}
 	cpu0 := b.serverCPU()
-	ok, failed, lat, wall, worst, err := b.sendLoad(ctx, b.smallRooms, b.o.Senders, b.o.Duration, b.o.Prefix+"-send")
+	ok, failed, lat, wall, worst, err := b.sendLoad(ctx, b.smallRooms, b.o.Senders, b.o.Duration, b.o.Prefix+"-send-"+b.runID)
 	if cpu := b.serverCPU() - cpu0; cpu > 0 && ok > 0 {
 		b.rep.add("send", "server cpu per acknowledged event", ms(cpu)/float64(ok), "ms")
 	}
@@ -275,7 +275,7 @@ func (b *bench) scenarioSend(ctx context.Context) error {
 		return nil
 	}
 	bd := max(time.Second, b.o.Duration/4)
-	ok, failed, lat, wall, _, err = b.sendLoad(ctx, b.bigRooms, b.o.Senders, bd, b.o.Prefix+"-sendbig")
+	ok, failed, lat, wall, _, err = b.sendLoad(ctx, b.bigRooms, b.o.Senders, bd, b.o.Prefix+"-sendbig-"+b.runID)
 	s = lat.summary()
 	name := fmt.Sprintf("(%d-member rooms)", b.o.BigRoomSize)
 	b.rep.add("send", "acknowledged events/s "+name, float64(ok)/wall.Seconds(), "events/s")
@@ -372,7 +372,7 @@ func (b *bench) scenarioDelivery(ctx context.Context) error {
 	var wantTotal, gotTotal, dup, syncReqs atomic.Int64
 	var pollErrs atomic.Int64
 	var pollErr atomic.Value
-	run := "delivery-" + b.o.Prefix
+	run := "delivery-" + b.o.Prefix + "-" + b.runID
 	pctx, stopPolls := context.WithCancel(ctx)
 	defer stopPolls()
 	var pollers sync.WaitGroup
@@ -613,7 +613,7 @@ func (b *bench) scenarioInitialSync(ctx context.Context) error {
 	}
 	for i := 0; i < 20; i++ {
 		r := rs[rand.IntN(len(rs))]
-		if err := b.c.send(ctx, r.Members[0], r.ID, fmt.Sprintf("%s-inc-%d", b.o.Prefix, i), map[string]any{"msgtype": "m.text", "body": "incremental"}); err != nil {
+		if err := b.c.send(ctx, r.Members[0], r.ID, fmt.Sprintf("%s-inc-%s-%d", b.o.Prefix, b.runID, i), map[string]any{"msgtype": "m.text", "body": "incremental"}); err != nil {
 			return err
 		}
 		t := time.Now()
