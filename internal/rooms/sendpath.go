@@ -247,7 +247,12 @@ func (e *Engine) sendBuilt(ctx context.Context, ent *roomEntry, req SendRequest)
 		proto.PrevEvents = []string{}
 	}
 	proto.Depth = head.Depth + 1
-	pdu, err := verImpl.NewEventBuilderFromProtoEvent(&proto).Build(e.now(), e.serverName, e.keyID, e.key)
+	var pdu gmsl.PDU
+	if canBuildMessage(verImpl.Version(), &proto) {
+		pdu, err = buildMessage(verImpl, &proto, e.now(), e.serverName, e.keyID, e.key)
+	} else {
+		pdu, err = verImpl.NewEventBuilderFromProtoEvent(&proto).Build(e.now(), e.serverName, e.keyID, e.key)
+	}
 	var tooLarge gmsl.EventValidationError
 	if errors.As(err, &tooLarge) && tooLarge.Code == gmsl.EventValidationTooLarge {
 		return sendResult{}, nil, httpapi.TooLarge("event exceeds %d bytes", MaxEventBytes)
