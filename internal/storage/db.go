@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL driver
@@ -45,6 +46,8 @@ type DB struct {
 	readStmts stmtCache
 	// ckpt checkpoints the write-ahead log off the writer (SQLite).
 	ckpt *checkpointer
+	// positions caches CurrentStreamPositions between commits (SQLite).
+	positions atomic.Pointer[cachedPositions]
 }
 
 // Open connects to the database named by url: "postgres://…" or

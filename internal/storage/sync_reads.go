@@ -420,7 +420,37 @@ const streamPositionsSQL = `SELECT 'events', COALESCE(MAX(stream_pos), 0) FROM e
 // CurrentStreamPositions returns the position of every stream a sync
 // reads, in one query (each sync, and each wake-up of a long-poll, starts
 // with it).
+//
+// On SQLite this process is the only writer, and every commit counts
+// itself (checkpointer.committed) before its wake-ups run: positions read
+// after the n-th commit stay current until the next one, so they are kept
+// and reused until then. Under a delivery load (tens of commits a second,
+// hundreds of woken long-polls) most syncs skip the query. On PostgreSQL
+// other processes may commit, so it is always read.
 func (db *DB) CurrentStreamPositions(ctx context.Context) (StreamPositions, error) {
+	if db.ckpt == nil {
+		return db.readStreamPositions(ctx)
+	}
+	gen := db.ckpt.commits.Load()
+	if c := db.positions.Load(); c != nil && c.gen == gen {
+		return c.pos, nil
+	}
+	p, err := db.readStreamPositions(ctx)
+	if err == nil {
+		// Tagged with the count read before the query: a commit during
+		// it makes the entry stale at once, never wrongly current.
+		db.positions.Store(&cachedPositions{gen: gen, pos: p})
+	}
+	return p, err
+}
+
+// cachedPositions are stream positions read after the gen-th commit.
+type cachedPositions struct {
+	gen uint64
+	pos StreamPositions
+}
+
+func (db *DB) readStreamPositions(ctx context.Context) (StreamPositions, error) {
 	var p StreamPositions
 	rows, err := db.query(ctx, streamPositionsSQL)
 	if err != nil {

@@ -255,3 +255,36 @@ func TestStateChangesAndMembersAgree(t *testing.T) {
 		t.Errorf("members %v, want %v", ids(members), ids(wantMembers))
 	}
 }
+
+// TestStreamPositionsFollowEveryCommit interleaves commits of every kind
+// with reads: positions kept between commits (SQLite) must never hide one.
+func TestStreamPositionsFollowEveryCommit(t *testing.T) {
+	db, _ := openTestDB(t)
+	ctx := context.Background()
+	for i := range 50 {
+		before, err := db.CurrentStreamPositions(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, _ := db.CurrentStreamPositions(ctx)
+		if again != before {
+			t.Fatalf("positions moved without a commit: %+v then %+v", before, again)
+		}
+		stream := []string{"account_data", "receipts", "to_device", "device_lists"}[i%4]
+		var pos int64
+		if err := db.WithTx(ctx, func(tx *storage.Tx) error {
+			pos, err = tx.NextStreamPos(ctx, stream)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		after, err := db.CurrentStreamPositions(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]int64{"account_data": after.AccountData, "receipts": after.Receipts, "to_device": after.ToDevice, "device_lists": after.DeviceLists}[stream]
+		if got != pos {
+			t.Fatalf("commit %d: %s position %d after its commit, want %d", i, stream, got, pos)
+		}
+	}
+}
