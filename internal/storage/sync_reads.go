@@ -216,9 +216,11 @@ func (db *DB) RoomsWithState(ctx context.Context, roomIDs []string, keys []State
 }
 
 // RoomHeroes returns up to n users joined to or invited to the room, other
-// than self, in user ID order.
+// than self, in user ID order. n is spelled in the statement (callers pass
+// a constant), since SQLite prepares a statement again each time its LIMIT
+// is bound.
 func (db *DB) RoomHeroes(ctx context.Context, roomID, self string, n int) ([]string, error) {
-	return db.strings(ctx, `SELECT user_id FROM memberships WHERE room_id = ? AND membership IN ('join', 'invite') AND user_id <> ? ORDER BY user_id LIMIT ?`, roomID, self, n)
+	return db.strings(ctx, `SELECT user_id FROM memberships WHERE room_id = ? AND membership IN ('join', 'invite') AND user_id <> ? ORDER BY user_id LIMIT `+strconv.Itoa(max(n, 0)), roomID, self)
 }
 
 // UnreadCountsRooms is UnreadCounts for several rooms at once: one query
