@@ -49,6 +49,23 @@ func NewEvaluator(serverName string) *Evaluator {
 	return &Evaluator{serverName: serverName, cache: map[string]cachedRules{}, names: map[string]cachedNames{}}
 }
 
+// source is what evaluation reads: the transaction storing the event, or
+// (Prepare) the database before the event is queued.
+type source interface {
+	PushRecipients(ctx context.Context, roomID string) ([]storage.PushRecipient, error)
+	PushRulesOfUsers(ctx context.Context, userIDs []string) (map[string][]storage.StoredPushRule, error)
+	PushRuleOverridesOfUsers(ctx context.Context, userIDs []string) (map[string][]storage.PushRuleOverride, error)
+	MemberDisplayNames(ctx context.Context, roomID string) (map[string]string, error)
+	CurrentStateEvents(ctx context.Context, roomID string, keys []storage.StateKeyTuple) ([]storage.Event, error)
+}
+
+// dbSource reads outside a transaction.
+type dbSource struct{ *storage.DB }
+
+func (s dbSource) CurrentStateEvents(ctx context.Context, roomID string, keys []storage.StateKeyTuple) ([]storage.Event, error) {
+	return s.CurrentState(ctx, roomID, keys)
+}
+
 // EventStored is the room engine's hook: it runs inside the transaction
 // that stored ev, after the event's state changes were applied.
 func (e *Evaluator) EventStored(ctx context.Context, tx *storage.Tx, ev *storage.Event) error {
@@ -59,18 +76,8 @@ func (e *Evaluator) EventStored(ctx context.Context, tx *storage.Tx, ev *storage
 			}
 		}
 	}
-	members, err := tx.PushRecipients(ctx, ev.RoomID)
-	if err != nil {
-		return fmt.Errorf("push recipients: %w", err)
-	}
-	memberCount := len(members)
-	recipients := make([]storage.PushRecipient, 0, len(members))
-	for _, m := range members {
-		if m.UserID != ev.Sender && e.isLocal(m.UserID) {
-			recipients = append(recipients, m)
-		}
-	}
 	// An invite notifies the invitee, who is not joined yet.
+	var invitee *storage.PushRecipient
 	if ev.Type == "m.room.member" && ev.StateKey != nil && *ev.StateKey != ev.Sender && e.isLocal(*ev.StateKey) {
 		var c struct {
 			Content struct {
@@ -82,21 +89,71 @@ func (e *Evaluator) EventStored(ctx context.Context, tx *storage.Tx, ev *storage
 			if err != nil {
 				return err
 			}
-			recipients = append(recipients, storage.PushRecipient{UserID: *ev.StateKey, RulesVersion: v})
+			invitee = &storage.PushRecipient{UserID: *ev.StateKey, RulesVersion: v}
 		}
 	}
-	if len(recipients) == 0 {
-		return nil
-	}
-	rules, err := e.rulesFor(ctx, tx, recipients)
-	if err != nil {
+	acts, err := e.evaluate(ctx, tx, ev, invitee)
+	if err != nil || len(acts) == 0 {
 		return err
+	}
+	return tx.InsertPushActions(ctx, acts)
+}
+
+// Prepare evaluates ev, a message event (no state key, not a redaction)
+// about to be queued, on the database as it is, and returns the hook that
+// stores the result in ev's transaction. It moves the reads and the rule
+// evaluation (for a room of a thousand members, a thousand evaluations)
+// off the single writer, which then only inserts the rows. The room
+// engine queues ev only if the room's state is still the one ev was built
+// on when it commits (otherwise ev is built again and EventStored runs in
+// its transaction), so the members read here are the members at ev. A
+// member's push rules changed in between are applied from the next event,
+// as if the change had come a moment later.
+func (e *Evaluator) Prepare(ctx context.Context, db *storage.DB, ev *storage.Event) (func(ctx context.Context, tx *storage.Tx, ev *storage.Event) error, error) {
+	acts, err := e.evaluate(ctx, dbSource{db}, ev, nil)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context, tx *storage.Tx, stored *storage.Event) error {
+		if len(acts) == 0 {
+			return nil
+		}
+		for i := range acts {
+			acts[i].StreamPos = stored.StreamPos
+		}
+		return tx.InsertPushActions(ctx, acts)
+	}, nil
+}
+
+// evaluate returns the notifications ev makes for the local joined
+// members of its room (and extra, when not nil).
+func (e *Evaluator) evaluate(ctx context.Context, src source, ev *storage.Event, extra *storage.PushRecipient) ([]storage.PushAction, error) {
+	members, err := src.PushRecipients(ctx, ev.RoomID)
+	if err != nil {
+		return nil, fmt.Errorf("push recipients: %w", err)
+	}
+	memberCount := len(members)
+	recipients := make([]storage.PushRecipient, 0, len(members)+1)
+	for _, m := range members {
+		if m.UserID != ev.Sender && e.isLocal(m.UserID) {
+			recipients = append(recipients, m)
+		}
+	}
+	if extra != nil {
+		recipients = append(recipients, *extra)
+	}
+	if len(recipients) == 0 {
+		return nil, nil
+	}
+	rules, err := e.rulesFor(ctx, src, recipients)
+	if err != nil {
+		return nil, err
 	}
 	pev, err := NewEvent(ev.JSON)
 	if err != nil {
-		return nil // not an object: nothing can match
+		return nil, nil // not an object: nothing can match
 	}
-	room := &roomFacts{tx: tx, roomID: ev.RoomID, sender: ev.Sender, stateGroup: ev.StateGroupAfter, ev: e}
+	room := &roomFacts{src: src, roomID: ev.RoomID, sender: ev.Sender, stateGroup: ev.StateGroupAfter, ev: e}
 	threadID := "main"
 	if ev.RelType == "m.thread" && ev.RelatesTo != "" {
 		threadID = ev.RelatesTo
@@ -117,9 +174,9 @@ func (e *Evaluator) EventStored(ctx context.Context, tx *storage.Tx, ev *storage
 			ThreadID: threadID, Highlight: res.Highlight, Actions: res.ActionsJSON, TS: ev.OriginServerTS})
 	}
 	if room.err != nil {
-		return room.err
+		return nil, room.err
 	}
-	return tx.InsertPushActions(ctx, acts)
+	return acts, nil
 }
 
 func (e *Evaluator) isLocal(userID string) bool {
@@ -128,7 +185,7 @@ func (e *Evaluator) isLocal(userID string) bool {
 
 // rulesFor returns the compiled rules of each recipient, loading the
 // missing or outdated ones in one batch.
-func (e *Evaluator) rulesFor(ctx context.Context, tx *storage.Tx, recipients []storage.PushRecipient) (map[string]*Compiled, error) {
+func (e *Evaluator) rulesFor(ctx context.Context, src source, recipients []storage.PushRecipient) (map[string]*Compiled, error) {
 	out := make(map[string]*Compiled, len(recipients))
 	var missing []string
 	versions := map[string]int64{}
@@ -145,11 +202,11 @@ func (e *Evaluator) rulesFor(ctx context.Context, tx *storage.Tx, recipients []s
 	if len(missing) == 0 {
 		return out, nil
 	}
-	stored, err := tx.PushRulesOfUsers(ctx, missing)
+	stored, err := src.PushRulesOfUsers(ctx, missing)
 	if err != nil {
 		return nil, fmt.Errorf("load push rules: %w", err)
 	}
-	overrides, err := tx.PushRuleOverridesOfUsers(ctx, missing)
+	overrides, err := src.PushRuleOverridesOfUsers(ctx, missing)
 	if err != nil {
 		return nil, fmt.Errorf("load push rule overrides: %w", err)
 	}
@@ -165,8 +222,8 @@ func (e *Evaluator) rulesFor(ctx context.Context, tx *storage.Tx, recipients []s
 		clear(e.cache) // rare: start over rather than track recency
 	}
 	for userID, c := range loaded {
-		// The version was read inside this transaction: a rule change
-		// committed since carries a higher version and replaces it.
+		// A rule change committed since the version was read carries a
+		// higher version and replaces this entry.
 		if old, ok := e.cache[userID]; !ok || old.version <= versions[userID] {
 			e.cache[userID] = cachedRules{version: versions[userID], rules: c}
 		}
@@ -177,7 +234,7 @@ func (e *Evaluator) rulesFor(ctx context.Context, tx *storage.Tx, recipients []s
 // roomFacts loads, at most once per event and only when a rule asks, what
 // conditions need to know about the room.
 type roomFacts struct {
-	tx     *storage.Tx
+	src    source
 	roomID string
 	sender string
 	err    error
@@ -204,7 +261,7 @@ func (f *roomFacts) senderMayNotify(ctx context.Context, key string) bool {
 }
 
 func (f *roomFacts) loadLevels(ctx context.Context) {
-	state, err := f.tx.CurrentStateEvents(ctx, f.roomID, []storage.StateKeyTuple{{Type: "m.room.power_levels"}, {Type: "m.room.create"}})
+	state, err := f.src.CurrentStateEvents(ctx, f.roomID, []storage.StateKeyTuple{{Type: "m.room.power_levels"}, {Type: "m.room.create"}})
 	if err != nil {
 		f.err = err
 		return
@@ -290,7 +347,7 @@ func num(n json.Number, def int64) int64 {
 // a thousand members costs one query, not a thousand.
 func (f *roomFacts) displayName(ctx context.Context, userID string) string {
 	if f.names == nil {
-		names, err := f.ev.roomNames(ctx, f.tx, f.roomID, f.stateGroup)
+		names, err := f.ev.roomNames(ctx, f.src, f.roomID, f.stateGroup)
 		if err != nil {
 			f.err = err
 			f.names = map[string]string{}
@@ -302,14 +359,14 @@ func (f *roomFacts) displayName(ctx context.Context, userID string) string {
 }
 
 // roomNames returns the room's member display names at stateGroup.
-func (e *Evaluator) roomNames(ctx context.Context, tx *storage.Tx, roomID string, stateGroup int64) (map[string]string, error) {
+func (e *Evaluator) roomNames(ctx context.Context, src source, roomID string, stateGroup int64) (map[string]string, error) {
 	e.mu.Lock()
 	c, ok := e.names[roomID]
 	e.mu.Unlock()
 	if ok && c.stateGroup == stateGroup {
 		return c.names, nil
 	}
-	names, err := tx.MemberDisplayNames(ctx, roomID)
+	names, err := src.MemberDisplayNames(ctx, roomID)
 	if err != nil {
 		return nil, err
 	}

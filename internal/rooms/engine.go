@@ -51,7 +51,7 @@ type Engine struct {
 	policy         Policy
 	defaultVersion string
 	now            func() time.Time
-	storedHooks    []StoredHook
+	storedHooks    []storedHook
 	cache          roomCache
 }
 
@@ -60,8 +60,29 @@ type Engine struct {
 // evaluation uses it). An error aborts the send.
 type StoredHook func(ctx context.Context, tx *storage.Tx, ev *storage.Event) error
 
+// PrepareHook does a stored hook's work for a message event (no state
+// key, not a redaction) before the event is queued for its transaction,
+// outside the single writer, and returns the hook that finishes it in the
+// transaction (ev then has its stream position). It is used only when the
+// event commits on the room state it was built on; otherwise the event is
+// built again and the plain StoredHook runs instead.
+type PrepareHook func(ctx context.Context, db *storage.DB, ev *storage.Event) (StoredHook, error)
+
+type storedHook struct {
+	stored  StoredHook
+	prepare PrepareHook // nil: stored runs for every event
+}
+
 // AddStoredHook registers h; call it before the engine serves requests.
-func (e *Engine) AddStoredHook(h StoredHook) { e.storedHooks = append(e.storedHooks, h) }
+func (e *Engine) AddStoredHook(h StoredHook) {
+	e.storedHooks = append(e.storedHooks, storedHook{stored: h})
+}
+
+// AddPreparedHook registers h, with prepare doing its work ahead for
+// message events (see PrepareHook).
+func (e *Engine) AddPreparedHook(h StoredHook, prepare PrepareHook) {
+	e.storedHooks = append(e.storedHooks, storedHook{stored: h, prepare: prepare})
+}
 
 // Config configures an Engine.
 type Config struct {
@@ -318,6 +339,7 @@ func (e *Engine) appendInTx(ctx context.Context, tx *storage.Tx, room *storage.R
 		}
 	}
 	for _, h := range e.storedHooks {
+		h := h.stored
 		if err := h(ctx, tx, &ev.Event); err != nil {
 			return nil, err
 		}

@@ -311,6 +311,10 @@ func (e *Engine) sendBuilt(ctx context.Context, ent *roomEntry, req SendRequest)
 		ev.Membership, _ = pdu.Membership()
 	}
 	ev.RelType, ev.RelatesTo = relation(req.Content)
+	hooks, err := e.prepareHooks(ctx, req, ev.Event, head.StateGroup)
+	if err != nil {
+		return sendResult{}, nil, err
+	}
 
 	res := &sendResult{}
 	queued := e.db.BatchAsync(ctx, req.RoomID, func(ctx context.Context, tx *storage.Tx) error {
@@ -346,7 +350,7 @@ func (e *Engine) sendBuilt(ctx context.Context, ent *roomEntry, req SendRequest)
 		out.StreamPos = pos
 		out.StateGroupBefore = head.StateGroup
 		out.StateGroupAfter = room.StateGroup
-		for _, h := range e.storedHooks {
+		for _, h := range hooks {
 			if err := h(ctx, tx, &out); err != nil {
 				return err
 			}
@@ -379,6 +383,27 @@ func (e *Engine) sendBuilt(ctx context.Context, ent *roomEntry, req SendRequest)
 		ent.allowed = nil
 	}
 	return *res, nil, nil
+}
+
+// prepareHooks returns the stored hooks to run in the transaction of ev,
+// built on a state of group stateGroup: for a message, those with a
+// PrepareHook did their work here. The transaction runs them only if the
+// room's state is still that one.
+func (e *Engine) prepareHooks(ctx context.Context, req SendRequest, ev storage.Event, stateGroup int64) ([]StoredHook, error) {
+	hooks := make([]StoredHook, len(e.storedHooks))
+	for i, h := range e.storedHooks {
+		hooks[i] = h.stored
+		if h.prepare == nil || req.StateKey != nil || req.Type == spec.MRoomRedaction {
+			continue
+		}
+		ev.StateGroupBefore, ev.StateGroupAfter = stateGroup, stateGroup
+		finish, err := h.prepare(ctx, e.db, &ev)
+		if err != nil {
+			return nil, err
+		}
+		hooks[i] = finish
+	}
+	return hooks, nil
 }
 
 // sendInTx is the general send: build, sign and authorise inside the

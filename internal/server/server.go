@@ -77,8 +77,13 @@ func New(ctx context.Context, cfg config.Config) (*Server, error) {
 	s.Auth.SetPasswordCost(uint32(cfg.Limits.PasswordHashMemoryKiB), uint32(cfg.Limits.PasswordHashIterations))
 	pol := policy.New(db, &s.Config)
 	s.Rooms = rooms.NewEngine(db, rooms.Config{ServerName: cfg.ServerName, KeyID: key.ID, Key: key.Priv, DefaultVersion: cfg.Rooms.DefaultVersion}, s.Notifier, pol)
-	// Push rules are evaluated as each event is stored, for unread counts.
-	s.Rooms.AddStoredHook(pushrules.NewEvaluator(cfg.ServerName).EventStored)
+	// Push rules are evaluated for each event stored, for unread counts:
+	// for messages before they are queued, off the writer.
+	push := pushrules.NewEvaluator(cfg.ServerName)
+	s.Rooms.AddPreparedHook(push.EventStored, func(ctx context.Context, db *storage.DB, ev *storage.Event) (rooms.StoredHook, error) {
+		finish, err := push.Prepare(ctx, db, ev)
+		return rooms.StoredHook(finish), err
+	})
 	s.Sync = syncapi.New(db, s.Rooms, s.Notifier, s.Typing)
 	s.E2EE = e2ee.New(db, s.Notifier, s.Auth)
 	s.Sync.AddExtension(s.E2EE)

@@ -187,6 +187,15 @@ func (tx *Tx) DeleteDevicePushers(ctx context.Context, userID, deviceID string) 
 // PushRulesOfUsers returns the stored rules of several users, by user, in
 // the order PushRules gives.
 func (tx *Tx) PushRulesOfUsers(ctx context.Context, userIDs []string) (map[string][]StoredPushRule, error) {
+	return pushRulesOfUsers(ctx, tx.query, userIDs)
+}
+
+// PushRulesOfUsers is Tx.PushRulesOfUsers outside a transaction.
+func (db *DB) PushRulesOfUsers(ctx context.Context, userIDs []string) (map[string][]StoredPushRule, error) {
+	return pushRulesOfUsers(ctx, db.query, userIDs)
+}
+
+func pushRulesOfUsers(ctx context.Context, query queryFunc, userIDs []string) (map[string][]StoredPushRule, error) {
 	out := map[string][]StoredPushRule{}
 	for start := 0; start < len(userIDs); start += 500 {
 		chunk := userIDs[start:min(start+500, len(userIDs))]
@@ -194,7 +203,7 @@ func (tx *Tx) PushRulesOfUsers(ctx context.Context, userIDs []string) (map[strin
 		for i, u := range chunk {
 			args[i] = u
 		}
-		rows, err := tx.query(ctx, `SELECT user_id, kind, rule_id, position, rule FROM push_rules WHERE user_id IN (`+placeholders(len(chunk))+`) ORDER BY user_id, kind, position`, args...)
+		rows, err := query(ctx, `SELECT user_id, kind, rule_id, position, rule FROM push_rules WHERE user_id IN (`+placeholders(len(chunk))+`) ORDER BY user_id, kind, position`, args...)
 		if err != nil {
 			return nil, err
 		}
@@ -219,6 +228,16 @@ func (tx *Tx) PushRulesOfUsers(ctx context.Context, userIDs []string) (map[strin
 // PushRuleOverridesOfUsers returns several users' changes to
 // server-default rules, by user.
 func (tx *Tx) PushRuleOverridesOfUsers(ctx context.Context, userIDs []string) (map[string][]PushRuleOverride, error) {
+	return pushRuleOverridesOfUsers(ctx, tx.query, userIDs)
+}
+
+// PushRuleOverridesOfUsers is Tx.PushRuleOverridesOfUsers outside a
+// transaction.
+func (db *DB) PushRuleOverridesOfUsers(ctx context.Context, userIDs []string) (map[string][]PushRuleOverride, error) {
+	return pushRuleOverridesOfUsers(ctx, db.query, userIDs)
+}
+
+func pushRuleOverridesOfUsers(ctx context.Context, query queryFunc, userIDs []string) (map[string][]PushRuleOverride, error) {
 	out := map[string][]PushRuleOverride{}
 	for start := 0; start < len(userIDs); start += 500 {
 		chunk := userIDs[start:min(start+500, len(userIDs))]
@@ -226,7 +245,7 @@ func (tx *Tx) PushRuleOverridesOfUsers(ctx context.Context, userIDs []string) (m
 		for i, u := range chunk {
 			args[i] = u
 		}
-		rows, err := tx.query(ctx, `SELECT user_id, rule_id, enabled, actions FROM push_rule_overrides WHERE user_id IN (`+placeholders(len(chunk))+`)`, args...)
+		rows, err := query(ctx, `SELECT user_id, rule_id, enabled, actions FROM push_rule_overrides WHERE user_id IN (`+placeholders(len(chunk))+`)`, args...)
 		if err != nil {
 			return nil, err
 		}
@@ -267,7 +286,16 @@ type PushRecipient struct {
 // PushRecipients returns the joined members of a room with their rule
 // versions, read inside the transaction that stores an event.
 func (tx *Tx) PushRecipients(ctx context.Context, roomID string) ([]PushRecipient, error) {
-	rows, err := tx.query(ctx, `SELECT m.user_id, COALESCE(a.stream_pos, 0) FROM memberships m
+	return pushRecipients(ctx, tx.query, roomID)
+}
+
+// PushRecipients is Tx.PushRecipients outside a transaction.
+func (db *DB) PushRecipients(ctx context.Context, roomID string) ([]PushRecipient, error) {
+	return pushRecipients(ctx, db.query, roomID)
+}
+
+func pushRecipients(ctx context.Context, query queryFunc, roomID string) ([]PushRecipient, error) {
+	rows, err := query(ctx, `SELECT m.user_id, COALESCE(a.stream_pos, 0) FROM memberships m
 		LEFT JOIN account_data a ON a.user_id = m.user_id AND a.room_id = '' AND a.type = 'm.push_rules'
 		WHERE m.room_id = ? AND m.membership = 'join'`, roomID)
 	if err != nil {
@@ -552,7 +580,16 @@ func notificationsSQL(onlyHighlight bool) string {
 // MemberDisplayNames returns the display name of each member of the room
 // that has one, from the room's current m.room.member events.
 func (tx *Tx) MemberDisplayNames(ctx context.Context, roomID string) (map[string]string, error) {
-	rows, err := tx.query(ctx, `SELECT c.state_key, e.json FROM current_state c JOIN events e ON e.event_id = c.event_id
+	return memberDisplayNames(ctx, tx.query, roomID)
+}
+
+// MemberDisplayNames is Tx.MemberDisplayNames outside a transaction.
+func (db *DB) MemberDisplayNames(ctx context.Context, roomID string) (map[string]string, error) {
+	return memberDisplayNames(ctx, db.query, roomID)
+}
+
+func memberDisplayNames(ctx context.Context, query queryFunc, roomID string) (map[string]string, error) {
+	rows, err := query(ctx, `SELECT c.state_key, e.json FROM current_state c JOIN events e ON e.event_id = c.event_id
 		WHERE c.room_id = ? AND c.type = 'm.room.member'`, roomID)
 	if err != nil {
 		return nil, err

@@ -184,3 +184,64 @@ func TestUnreadCountsDisplayNameAndThreads(t *testing.T) {
 		t.Fatalf("after the unthreaded receipt: %d, %d", n, h)
 	}
 }
+
+// TestUnreadCountsFollowMembership interleaves joins, leaves and renames
+// with messages: message notifications are decided before the message is
+// queued (off the writer), on the members and names of the state it was
+// built on, so each message must count for exactly the members it had.
+func TestUnreadCountsFollowMembership(t *testing.T) {
+	srv := testserver.Start(t)
+	ctx := context.Background()
+	alice := srv.RegisterUser("alice")
+	carol := srv.RegisterUser("carol")
+	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rule := &mautrix.ReqPutPushRule{
+		Actions:    []*pushrules.PushAction{{Action: pushrules.ActionNotify}, {Action: pushrules.ActionSetTweak, Tweak: pushrules.TweakHighlight, Value: true}},
+		Conditions: []*pushrules.PushCondition{{Kind: pushrules.KindContainsDisplayName}},
+	}
+	if err := carol.PutPushRule(ctx, "global", pushrules.OverrideRule, "display-name", rule); err != nil {
+		t.Fatal(err)
+	}
+	send := func(body string) {
+		t.Helper()
+		if _, err := alice.SendText(ctx, room.RoomID, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("before carol joins")
+	if _, err := carol.JoinRoomByID(ctx, room.RoomID); err != nil {
+		t.Fatal(err)
+	}
+	_, _, since := unreadCounts(t, carol, "", room.RoomID)
+	send("carol is here")
+	if n, h, _ := unreadCounts(t, carol, since, room.RoomID); n != 1 || h != 0 {
+		t.Fatalf("one message since joining: %d, %d, want 1, 0", n, h)
+	}
+	// A new display name is matched from the next message on.
+	if _, err := carol.SendStateEvent(ctx, room.RoomID, event.StateMember, carol.UserID.String(),
+		&event.MemberEventContent{Membership: event.MembershipJoin, Displayname: "Zanzibar"}); err != nil {
+		t.Fatal(err)
+	}
+	send("hello zanzibar")
+	if n, h, _ := unreadCounts(t, carol, since, room.RoomID); n != 2 || h != 1 {
+		t.Fatalf("after a mention of the new name: %d, %d, want 2, 1", n, h)
+	}
+	// After leaving and joining again, what was sent meanwhile is not hers.
+	if _, err := carol.LeaveRoom(ctx, room.RoomID); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		send("carol is away")
+	}
+	if _, err := carol.JoinRoomByID(ctx, room.RoomID); err != nil {
+		t.Fatal(err)
+	}
+	_, _, since = unreadCounts(t, carol, "", room.RoomID)
+	send("welcome back")
+	if n, _, _ := unreadCounts(t, carol, since, room.RoomID); n != 3 {
+		t.Fatalf("after rejoining: %d notifications, want 3 (2 before leaving + 1)", n)
+	}
+}
