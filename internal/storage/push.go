@@ -267,6 +267,9 @@ type PushRecipient struct {
 // PushRecipients returns the joined members of a room with their rule
 // versions, read inside the transaction that stores an event.
 func (tx *Tx) PushRecipients(ctx context.Context, roomID string) ([]PushRecipient, error) {
+	if tx.writeBehind {
+		return tx.recipientsAhead(ctx, roomID)
+	}
 	rows, err := tx.query(ctx, `SELECT m.user_id, COALESCE(a.stream_pos, 0) FROM memberships m
 		LEFT JOIN account_data a ON a.user_id = m.user_id AND a.room_id = '' AND a.type = 'm.push_rules'
 		WHERE m.room_id = ? AND m.membership = 'join'`, roomID)
@@ -317,6 +320,11 @@ const pushActionChunk = 100
 // of pushActionChunk rows, then one statement for the rest. Every size is
 // prepared once (at most pushActionChunk statements).
 func (tx *Tx) InsertPushActions(ctx context.Context, acts []PushAction) error {
+	if tx.writeBehind {
+		// Sent with the batch's other buffered rows (see settle).
+		tx.pendingActs = append(tx.pendingActs, acts...)
+		return nil
+	}
 	args := make([]any, 0, min(len(acts), pushActionChunk)*6)
 	for len(acts) > 0 {
 		n := min(len(acts), pushActionChunk)
