@@ -11,10 +11,10 @@ import (
 	"github.com/rempart-hs/rempart/internal/storage"
 )
 
-// The group-commit batch's shortcuts (transaction IDs claimed for the whole
-// batch; on PostgreSQL, buffered message rows, push actions and room heads,
+// The group-commit batch's shortcuts on PostgreSQL (transaction IDs claimed
+// for the whole batch, buffered message rows, push actions and room heads,
 // reserved stream positions, push recipients read ahead) must give the same
-// results as running the units one after the other.
+// results as running the units one after the other, as SQLite does.
 
 // batchRooms creates rooms for batch tests.
 func batchRooms(t *testing.T, db *storage.DB, ids ...string) {

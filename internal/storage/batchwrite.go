@@ -24,7 +24,8 @@ import (
 // or writes: every statement but the write-behind's own goes through
 // settle, which sends what is buffered first and drops what was read ahead
 // (another unit's statement may have changed memberships or push rules).
-// SQLite, whose statements are function calls, keeps writing through.
+// SQLite, whose statements are function calls, keeps writing through and
+// claiming one by one.
 
 // errWriteBehind wraps the failure of a buffered write. It cannot be pinned
 // on the unit that buffered it, so the batch is replayed writing through,
@@ -191,7 +192,7 @@ func anyStrings(xs []any) []string {
 
 // TxnClaim is the transaction ID a unit of a batch will claim with
 // ClaimTxn, given up front (see BatchAsyncClaim) so that the claims of a
-// whole batch take one statement.
+// whole batch take one statement (PostgreSQL).
 type TxnClaim struct {
 	UserID, DeviceID, Scope, TxnID string
 	// Result is what the claim records (the event ID).

@@ -223,7 +223,7 @@ type Tx struct {
 	// recipients read ahead for some of them.
 	batchRooms []string
 	recipients map[string][]PushRecipient
-	// claims are the batch's transaction ID claims (both backends), unit
+	// claims are the batch's transaction ID claims (PostgreSQL), unit
 	// the index of the running unit.
 	claims map[txnKey]*claimed
 	unit   int

@@ -100,8 +100,9 @@ func (db *DB) BatchAsync(ctx context.Context, roomID string, fn BatchFunc) (wait
 }
 
 // BatchAsyncClaim is BatchAsync for a unit that claims a transaction ID:
-// fn must call ClaimTxn with claim's values (or fail), and that call then
-// answers from a claim made for the whole batch before its units run.
+// fn must call ClaimTxn with claim's values (or fail). On PostgreSQL that
+// call then answers from a claim made for the whole batch before its units
+// run.
 func (db *DB) BatchAsyncClaim(ctx context.Context, roomID string, claim TxnClaim, fn BatchFunc) (wait func() error) {
 	return db.queue(&batchJob{ctx: ctx, roomID: roomID, fn: fn, claim: &claim, done: make(chan error, 1)})
 }
@@ -259,12 +260,17 @@ func (g *groupCommitter) attempt(jobs []*batchJob, writeBehind bool) (int, error
 			}
 		}
 	}
-	if err := tx.claimTxns(context.Background(), jobs); err != nil {
-		_ = sqlTx.Rollback()
-		if isRetryable(err) {
-			return -1, err
+	if db.dialect == Postgres {
+		// On SQLite, claiming one by one is as cheap: each claim is a
+		// function call on a statement prepared once, where the batch's
+		// claim is a long statement prepared again for every batch.
+		if err := tx.claimTxns(context.Background(), jobs); err != nil {
+			_ = sqlTx.Rollback()
+			if isRetryable(err) {
+				return -1, err
+			}
+			return -1, fmt.Errorf("claim transaction IDs: %w", err)
 		}
-		return -1, fmt.Errorf("claim transaction IDs: %w", err)
 	}
 	for i, j := range jobs {
 		tx.unit, tx.unitsLeft = i, len(jobs)-i
