@@ -66,6 +66,7 @@ type msgUnit struct {
 	stateKey                       *string
 	membership                     string
 	fail                           bool // fail after appending
+	extraActs                      int  // notify that many more users
 
 	// results, set by the unit
 	dup        string
@@ -110,6 +111,10 @@ func (u *msgUnit) queue(db *storage.DB) func() error {
 			u.recipients = append(u.recipients, m.UserID)
 			acts = append(acts, storage.PushAction{UserID: m.UserID, RoomID: u.roomID, EventID: u.eventID, StreamPos: pos,
 				ThreadID: "main", Actions: []byte(`["notify"]`)})
+		}
+		for i := range u.extraActs {
+			acts = append(acts, storage.PushAction{UserID: fmt.Sprintf("@p%d:batch", i), RoomID: u.roomID, EventID: u.eventID,
+				StreamPos: pos, ThreadID: "main", Actions: []byte(`["notify"]`)})
 		}
 		if err := tx.InsertPushActions(ctx, acts); err != nil {
 			return err
@@ -318,5 +323,39 @@ func TestBatchPositionsFollowUnitOrder(t *testing.T) {
 	}
 	if want := []string{"$join-alice", "$m0", "$m2", "$m4", "$join-bob", "$m6", "$m8", "$m10"}; !slices.Equal(ids, want) {
 		t.Errorf("room a in stream order: %v, want %v", ids, want)
+	}
+}
+
+// TestBatchManyPushActions: a batch notifying more users than the batch
+// buffers at once (messages to big rooms) stores every notification.
+func TestBatchManyPushActions(t *testing.T) {
+	db, _ := openTestDB(t)
+	ctx := context.Background()
+	batchRooms(t, db, "!big:batch", "!small:batch")
+	var units []*msgUnit
+	for i := range 8 {
+		units = append(units, &msgUnit{roomID: []string{"!big:batch", "!small:batch"}[i%2], eventID: fmt.Sprintf("$n%d", i),
+			sender: "@u:batch", txnID: fmt.Sprintf("t%d", i), extraActs: 1500})
+	}
+	units[5].fail = true
+	errs := inOneBatch(t, db, queueAll(db, units))
+	for i, err := range errs {
+		if (err != nil) != (i == 5) {
+			t.Fatalf("unit %d: error %v", i, err)
+		}
+	}
+	for _, user := range []string{"@p0:batch", "@p777:batch", "@p1499:batch"} {
+		for _, r := range []struct {
+			room string
+			want int
+		}{{"!big:batch", 4}, {"!small:batch", 3}} {
+			counts, err := db.UnreadCounts(ctx, r.room, user)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := counts["main"].Notifications; got != r.want {
+				t.Errorf("%s in %s: %d notifications, want %d", user, r.room, got, r.want)
+			}
+		}
 	}
 }

@@ -52,6 +52,18 @@ func (tx *Tx) settle(ctx context.Context) error {
 		return nil
 	}
 	tx.recipients = nil
+	return tx.flushBuffered(ctx)
+}
+
+// maxBufferedActs bounds the push actions a batch buffers: a message to a
+// room of a thousand members brings a thousand, and a batch of such
+// messages held (and sent as one statement of) hundreds of thousands, some
+// 150 MiB more at the peak.
+const maxBufferedActs = 4096
+
+// flushBuffered sends the buffered rows, keeping a failure in tx.flushErr
+// (see settle).
+func (tx *Tx) flushBuffered(ctx context.Context) error {
 	if tx.flushErr != nil {
 		return tx.flushErr
 	}

@@ -323,6 +323,9 @@ func (tx *Tx) InsertPushActions(ctx context.Context, acts []PushAction) error {
 	if tx.writeBehind {
 		// Sent with the batch's other buffered rows (see settle).
 		tx.pendingActs = append(tx.pendingActs, acts...)
+		if len(tx.pendingActs) >= maxBufferedActs {
+			return tx.flushBuffered(ctx)
+		}
 		return nil
 	}
 	args := make([]any, 0, min(len(acts), pushActionChunk)*6)
