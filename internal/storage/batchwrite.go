@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 )
 
 // Write-behind for group-commit batches on PostgreSQL. Every statement is a
@@ -250,19 +249,18 @@ func (tx *Tx) claimTxns(ctx context.Context, jobs []*batchJob) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	var q strings.Builder
-	args := make([]any, 0, 6*len(keys))
-	q.WriteString(`INSERT INTO txn_ids (user_id, device_id, scope, txn_id, result, created_ts) VALUES `)
+	// Arrays rather than a row of placeholders per claim: one statement
+	// text whatever the batch's size, prepared once per connection.
+	users, devices, scopes, txns, results := make([]string, len(keys)), make([]string, len(keys)), make([]string, len(keys)), make([]string, len(keys)), make([]string, len(keys))
+	ts := make([]int64, len(keys))
 	for i, k := range keys {
-		if i > 0 {
-			q.WriteString(", ")
-		}
-		q.WriteString("(?, ?, ?, ?, ?, ?)")
 		c := tx.claims[k]
-		args = append(args, k.user, k.device, k.scope, k.txn, c.result, jobs[c.owner].claim.TS)
+		users[i], devices[i], scopes[i], txns[i], results[i], ts[i] = k.user, k.device, k.scope, k.txn, c.result, jobs[c.owner].claim.TS
 	}
-	q.WriteString(` ON CONFLICT (user_id, device_id, scope, txn_id) DO NOTHING RETURNING user_id, device_id, scope, txn_id`)
-	rows, err := tx.query(ctx, q.String(), args...)
+	rows, err := tx.query(ctx, `INSERT INTO txn_ids (user_id, device_id, scope, txn_id, result, created_ts)
+		SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::bigint[])
+		ON CONFLICT (user_id, device_id, scope, txn_id) DO NOTHING RETURNING user_id, device_id, scope, txn_id`,
+		users, devices, scopes, txns, results, ts)
 	if err != nil {
 		return err
 	}
@@ -283,23 +281,18 @@ func (tx *Tx) claimTxns(ctx context.Context, jobs []*batchJob) error {
 		return nil
 	}
 	// Recorded before the batch: read their results.
-	q.Reset()
-	args = args[:0]
-	q.WriteString(`SELECT user_id, device_id, scope, txn_id, result FROM txn_ids WHERE `)
-	n := 0
+	users, devices, scopes, txns = users[:0], devices[:0], scopes[:0], txns[:0]
 	for _, k := range keys {
 		if inserted[k] {
 			continue
 		}
-		if n > 0 {
-			q.WriteString(" OR ")
-		}
-		n++
-		q.WriteString("(user_id = ? AND device_id = ? AND scope = ? AND txn_id = ?)")
-		args = append(args, k.user, k.device, k.scope, k.txn)
+		users, devices, scopes, txns = append(users, k.user), append(devices, k.device), append(scopes, k.scope), append(txns, k.txn)
 		tx.claims[k].owner, tx.claims[k].result = -1, ""
 	}
-	rows, err = tx.query(ctx, q.String(), args...)
+	rows, err = tx.query(ctx, `SELECT t.user_id, t.device_id, t.scope, t.txn_id, t.result FROM txn_ids t
+		JOIN unnest(?::text[], ?::text[], ?::text[], ?::text[]) AS k (user_id, device_id, scope, txn_id)
+		ON t.user_id = k.user_id AND t.device_id = k.device_id AND t.scope = k.scope AND t.txn_id = k.txn_id`,
+		users, devices, scopes, txns)
 	if err != nil {
 		return err
 	}

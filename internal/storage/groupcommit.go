@@ -320,7 +320,7 @@ func (g *groupCommitter) attempt(jobs []*batchJob, writeBehind bool) (int, error
 // keeps their rows for LockRoom, which then needs no round trip.
 func (tx *Tx) lockRooms(jobs []*batchJob) error {
 	seen := make(map[string]bool, len(jobs))
-	ids := make([]any, 0, len(jobs))
+	ids := make([]string, 0, len(jobs))
 	for _, j := range jobs {
 		if j.roomID != "" && !seen[j.roomID] {
 			seen[j.roomID] = true
@@ -330,8 +330,10 @@ func (tx *Tx) lockRooms(jobs []*batchJob) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	sort.Slice(ids, func(a, b int) bool { return ids[a].(string) < ids[b].(string) })
-	rows, err := tx.query(context.Background(), `SELECT `+roomColumns+` FROM rooms WHERE room_id IN (`+placeholders(len(ids))+`) ORDER BY room_id FOR UPDATE`, ids...)
+	sort.Strings(ids)
+	// An array rather than a placeholder per room: one statement text
+	// whatever the batch's size, prepared once per connection.
+	rows, err := tx.query(context.Background(), `SELECT `+roomColumns+` FROM rooms WHERE room_id = ANY(?::text[]) ORDER BY room_id FOR UPDATE`, ids)
 	if err != nil {
 		return err
 	}
