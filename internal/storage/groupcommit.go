@@ -259,8 +259,6 @@ func (g *groupCommitter) attempt(jobs []*batchJob, writeBehind bool) (int, error
 				tx.batchRooms = append(tx.batchRooms, id)
 			}
 		}
-	}
-	if db.dialect == Postgres {
 		// On SQLite, claiming one by one is as cheap: each claim is a
 		// function call on a statement prepared once, where the batch's
 		// claim is a long statement prepared again for every batch.
