@@ -317,7 +317,8 @@ func (e *Engine) sendBuilt(ctx context.Context, ent *roomEntry, req SendRequest)
 	}
 
 	res := &sendResult{}
-	queued := e.db.BatchAsync(ctx, req.RoomID, func(ctx context.Context, tx *storage.Tx) error {
+	now := e.now().UnixMilli()
+	unit := func(ctx context.Context, tx *storage.Tx) error {
 		*res = sendResult{}
 		room, err := tx.LockRoom(ctx, req.RoomID)
 		if errors.Is(err, storage.ErrNotFound) {
@@ -329,7 +330,7 @@ func (e *Engine) sendBuilt(ctx context.Context, ent *roomEntry, req SendRequest)
 		if req.TxnID != "" {
 			// The event ID is known already: claim the transaction ID for
 			// it, or learn the earlier result.
-			prev, err := tx.ClaimTxn(ctx, req.Sender, req.TxnDevice, req.TxnScope, req.TxnID, ev.EventID, e.now().UnixMilli())
+			prev, err := tx.ClaimTxn(ctx, req.Sender, req.TxnDevice, req.TxnScope, req.TxnID, ev.EventID, now)
 			if err != nil {
 				return err
 			}
@@ -357,7 +358,16 @@ func (e *Engine) sendBuilt(ctx context.Context, ent *roomEntry, req SendRequest)
 		}
 		res.room, res.ev = room, &out
 		return nil
-	})
+	}
+	var queued func() error
+	if req.TxnID != "" {
+		// Claimed with the other transaction IDs of its batch, in one
+		// statement.
+		queued = e.db.BatchAsyncClaim(ctx, req.RoomID, storage.TxnClaim{UserID: req.Sender, DeviceID: req.TxnDevice,
+			Scope: req.TxnScope, TxnID: req.TxnID, Result: ev.EventID, TS: now}, unit)
+	} else {
+		queued = e.db.BatchAsync(ctx, req.RoomID, unit)
+	}
 	if req.StateKey == nil {
 		// A message leaves the state (and state group) as it was: the
 		// room's next send may be built on it at once, since a room's

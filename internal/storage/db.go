@@ -62,7 +62,13 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 			return nil, fmt.Errorf("open postgres: %w", err)
 		}
 		pool.SetMaxOpenConns(32)
-		pool.SetMaxIdleConns(16)
+		// Keep every connection: with fewer idle ones, each burst of
+		// concurrent requests closed the extra connections on release and
+		// opened new ones on the next burst, a new server process each
+		// (with pgx's cache of prepared statements empty): some 3,500
+		// connections in a 20 s send benchmark, a good part of
+		// PostgreSQL's CPU.
+		pool.SetMaxIdleConns(32)
 		pool.SetConnMaxIdleTime(5 * time.Minute)
 		db.dialect, db.write, db.read = Postgres, pool, pool
 	} else {
@@ -205,6 +211,25 @@ type Tx struct {
 	dirtyRooms []string
 	// orderLocked is set once tx holds the event-order lock (PostgreSQL).
 	orderLocked bool
+
+	// The write-behind of a batch on PostgreSQL (see batchwrite.go).
+	writeBehind   bool
+	flushErr      error
+	pendingEvents []pendingEvent
+	pendingActs   []PushAction
+	// positions are the reserved stream positions not handed out yet.
+	positions []int64
+	// unitsLeft counts the units of the batch yet to run, this one
+	// included.
+	unitsLeft int
+	// batchRooms are the rooms of the batch's units; recipients the push
+	// recipients read ahead for some of them.
+	batchRooms []string
+	recipients map[string][]PushRecipient
+	// claims are the batch's transaction ID claims (PostgreSQL), unit
+	// the index of the running unit.
+	claims map[txnKey]*claimed
+	unit   int
 }
 
 // ended prepares, once tx has released the writer, the statements it missed.
@@ -241,6 +266,9 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 func (tx *Tx) AfterCommit(f func()) { tx.afterCommit = append(tx.afterCommit, f) }
 
 func (tx *Tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	if err := tx.settle(ctx); err != nil {
+		return nil, err
+	}
 	if st := tx.stmt(ctx, q); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
@@ -251,6 +279,9 @@ func (tx *Tx) exec(ctx context.Context, q string, args ...any) (sql.Result, erro
 // statement cache takes by default, which the caller runs often enough
 // (with few distinct texts) to be worth preparing.
 func (tx *Tx) execPrepared(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	if err := tx.settle(ctx); err != nil {
+		return nil, err
+	}
 	if st := tx.stmtFor(ctx, q, true); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
@@ -258,6 +289,9 @@ func (tx *Tx) execPrepared(ctx context.Context, q string, args ...any) (sql.Resu
 }
 
 func (tx *Tx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if err := tx.settle(ctx); err != nil {
+		return nil, err
+	}
 	if st := tx.stmt(ctx, q); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
@@ -265,6 +299,9 @@ func (tx *Tx) query(ctx context.Context, q string, args ...any) (*sql.Rows, erro
 }
 
 func (tx *Tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	// A failure to settle aborts the PostgreSQL transaction, so the query
+	// fails too; the batch then replays writing through (see attempt).
+	_ = tx.settle(ctx)
 	if st := tx.stmt(ctx, q); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}

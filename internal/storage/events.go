@@ -331,10 +331,34 @@ func (tx *Tx) AppendEvent(ctx context.Context, room *Room, ev NewEvent) (int64, 
 	if len(unsigned) == 0 {
 		unsigned = []byte("{}")
 	}
-	pos, err := tx.insertReturningID(ctx, "stream_pos", `INSERT INTO events (event_id, room_id, type, state_key, sender, origin_server_ts, depth, json, unsigned, state_group_before, state_group_after, rel_type, relates_to, txn_device, txn_id)
+	var pos int64
+	var err error
+	switch {
+	case tx.writeBehind && ev.StateKey == nil:
+		// A message: nothing in the batch reads its row before the
+		// next statement of another kind, which sends it first.
+		if pos, err = tx.nextEventPos(ctx); err != nil {
+			return 0, err
+		}
+		e := ev
+		tx.pendingEvents = append(tx.pendingEvents, pendingEvent{pos: pos, ev: &e, unsigned: string(unsigned),
+			stateBefore: ev.StateGroupBefore, stateAfter: ev.StateGroupAfter})
+	case tx.writeBehind:
+		// A state event in a batch takes the next reserved position
+		// too, or it would land after the batch's later messages.
+		if pos, err = tx.nextEventPos(ctx); err != nil {
+			return 0, err
+		}
+		_, err = tx.exec(ctx, `INSERT INTO events (stream_pos, event_id, room_id, type, state_key, sender, origin_server_ts, depth, json, unsigned, state_group_before, state_group_after, rel_type, relates_to, txn_device, txn_id)
+			OVERRIDING SYSTEM VALUE VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			pos, ev.EventID, ev.RoomID, ev.Type, sk, ev.Sender, ev.OriginServerTS, ev.Depth, string(ev.JSON), string(unsigned),
+			ev.StateGroupBefore, ev.StateGroupAfter, nullString(ev.RelType), nullString(ev.RelatesTo), nullString(ev.TxnDevice), nullString(ev.TxnID))
+	default:
+		pos, err = tx.insertReturningID(ctx, "stream_pos", `INSERT INTO events (event_id, room_id, type, state_key, sender, origin_server_ts, depth, json, unsigned, state_group_before, state_group_after, rel_type, relates_to, txn_device, txn_id)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		ev.EventID, ev.RoomID, ev.Type, sk, ev.Sender, ev.OriginServerTS, ev.Depth, string(ev.JSON), string(unsigned),
-		ev.StateGroupBefore, ev.StateGroupAfter, nullString(ev.RelType), nullString(ev.RelatesTo), nullString(ev.TxnDevice), nullString(ev.TxnID))
+			ev.EventID, ev.RoomID, ev.Type, sk, ev.Sender, ev.OriginServerTS, ev.Depth, string(ev.JSON), string(unsigned),
+			ev.StateGroupBefore, ev.StateGroupAfter, nullString(ev.RelType), nullString(ev.RelatesTo), nullString(ev.TxnDevice), nullString(ev.TxnID))
+	}
 	if err != nil {
 		return 0, fmt.Errorf("insert event: %w", err)
 	}
@@ -373,8 +397,27 @@ func (tx *Tx) updateRoomHead(ctx context.Context, room *Room) error {
 }
 
 // flushRoomHeads writes the heads of the batch's rooms that AppendEvent
-// advanced.
+// advanced, in one statement on PostgreSQL.
 func (tx *Tx) flushRoomHeads(ctx context.Context) error {
+	if tx.db.dialect == Postgres && len(tx.dirtyRooms) > 0 {
+		var ids, latest []string
+		var depth, group []int64
+		for i, id := range tx.dirtyRooms {
+			if slices.Contains(tx.dirtyRooms[:i], id) {
+				continue
+			}
+			r := tx.locked[id]
+			ids, latest, depth, group = append(ids, id), append(latest, r.LatestEventID), append(depth, r.Depth), append(group, r.StateGroup)
+		}
+		if err := tx.settle(ctx); err != nil {
+			return err
+		}
+		_, err := tx.tx.ExecContext(ctx, `UPDATE rooms SET latest_event_id = v.latest, depth = v.depth, state_group = v.grp
+			FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS v(room_id, latest, depth, grp) WHERE rooms.room_id = v.room_id`,
+			ids, latest, depth, group)
+		tx.dirtyRooms = nil
+		return err
+	}
 	for i, id := range tx.dirtyRooms {
 		if slices.Contains(tx.dirtyRooms[:i], id) {
 			continue
@@ -662,6 +705,9 @@ func (tx *Tx) PutTxnResult(ctx context.Context, userID, deviceID, scope, txnID, 
 // records nothing): one statement where TxnResult then PutTxnResult take
 // two.
 func (tx *Tx) ClaimTxn(ctx context.Context, userID, deviceID, scope, txnID, result string, ts int64) (prev string, err error) {
+	if prev, ok, err := tx.claimedTxn(tx.unit, txnKey{userID, deviceID, scope, txnID}, result); ok {
+		return prev, err // claimed with the batch (see BatchAsyncClaim)
+	}
 	res, err := tx.exec(ctx, `INSERT INTO txn_ids (user_id, device_id, scope, txn_id, result, created_ts) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (user_id, device_id, scope, txn_id) DO NOTHING`, userID, deviceID, scope, txnID, result, ts)
 	if err != nil {

@@ -39,6 +39,7 @@ type batchJob struct {
 	ctx    context.Context
 	roomID string
 	fn     BatchFunc
+	claim  *TxnClaim
 	done   chan error
 }
 
@@ -95,8 +96,19 @@ func (db *DB) Batch(ctx context.Context, roomID string, fn BatchFunc) error {
 // of one room queued one after the other commit in that order, each in the
 // same transaction as the one before or a later one.
 func (db *DB) BatchAsync(ctx context.Context, roomID string, fn BatchFunc) (wait func() error) {
+	return db.queue(&batchJob{ctx: ctx, roomID: roomID, fn: fn, done: make(chan error, 1)})
+}
+
+// BatchAsyncClaim is BatchAsync for a unit that claims a transaction ID:
+// fn must call ClaimTxn with claim's values (or fail). On PostgreSQL that
+// call then answers from a claim made for the whole batch before its units
+// run.
+func (db *DB) BatchAsyncClaim(ctx context.Context, roomID string, claim TxnClaim, fn BatchFunc) (wait func() error) {
+	return db.queue(&batchJob{ctx: ctx, roomID: roomID, fn: fn, claim: &claim, done: make(chan error, 1)})
+}
+
+func (db *DB) queue(j *batchJob) (wait func() error) {
 	g := db.gc
-	j := &batchJob{ctx: ctx, roomID: roomID, fn: fn, done: make(chan error, 1)}
 	g.closeMu.RLock()
 	if g.closed {
 		g.closeMu.RUnlock()
@@ -106,11 +118,11 @@ func (db *DB) BatchAsync(ctx context.Context, roomID string, fn BatchFunc) (wait
 	var q chan *batchJob
 	if len(g.queues) == 1 {
 		q = g.queues[0]
-	} else if roomID == "" {
+	} else if j.roomID == "" {
 		q = g.queues[int(g.next.Add(1))%len(g.queues)]
 	} else {
 		h := fnv.New32a()
-		_, _ = h.Write([]byte(roomID))
+		_, _ = h.Write([]byte(j.roomID))
 		q = g.queues[int(h.Sum32()%uint32(len(g.queues)))]
 	}
 	q <- j
@@ -180,9 +192,15 @@ func (g *groupCommitter) run(batch []*batchJob) {
 		pending = append(pending, j)
 	}
 	retries := 0
+	writeBehind := g.db.dialect == Postgres
 	for len(pending) > 0 {
-		failed, err := g.attempt(pending)
+		failed, err := g.attempt(pending, writeBehind)
+		var wb errWriteBehind
 		switch {
+		case errors.As(err, &wb) && writeBehind:
+			// A buffered write failed: replay writing through, which
+			// pins the failure on its unit.
+			writeBehind = false
 		case failed >= 0:
 			pending[failed].done <- err
 			pending = append(pending[:failed], pending[failed+1:]...)
@@ -205,7 +223,7 @@ func (g *groupCommitter) run(batch []*batchJob) {
 // attempt runs jobs in one transaction. It returns the index of the job
 // that failed (and its error), or -1 and the error of the transaction
 // itself (nil once committed).
-func (g *groupCommitter) attempt(jobs []*batchJob) (int, error) {
+func (g *groupCommitter) attempt(jobs []*batchJob, writeBehind bool) (int, error) {
 	db := g.db
 	sqlTx, err := db.write.BeginTx(context.Background(), nil)
 	if err != nil {
@@ -213,6 +231,17 @@ func (g *groupCommitter) attempt(jobs []*batchJob) (int, error) {
 	}
 	tx := &Tx{db: db, tx: sqlTx}
 	defer tx.ended()
+	// behind turns a failure into errWriteBehind when it comes from a
+	// buffered write.
+	behind := func(err error) error {
+		if tx.flushErr != nil && !isRetryable(tx.flushErr) {
+			return errWriteBehind{tx.flushErr}
+		}
+		if tx.flushErr != nil {
+			return tx.flushErr
+		}
+		return err
+	}
 	if db.dialect == Postgres {
 		// The event-order lock first, then the rooms, as AppendEvent
 		// would take them one by one.
@@ -224,16 +253,49 @@ func (g *groupCommitter) attempt(jobs []*batchJob) (int, error) {
 			_ = sqlTx.Rollback()
 			return -1, fmt.Errorf("lock rooms: %w", err)
 		}
+		if writeBehind {
+			tx.writeBehind = true
+			for id := range tx.locked {
+				tx.batchRooms = append(tx.batchRooms, id)
+			}
+		}
+		// On SQLite, claiming one by one is as cheap: each claim is a
+		// function call on a statement prepared once, where the batch's
+		// claim is a long statement prepared again for every batch.
+		if err := tx.claimTxns(context.Background(), jobs); err != nil {
+			_ = sqlTx.Rollback()
+			if isRetryable(err) {
+				return -1, err
+			}
+			return -1, fmt.Errorf("claim transaction IDs: %w", err)
+		}
 	}
 	for i, j := range jobs {
+		tx.unit, tx.unitsLeft = i, len(jobs)-i
 		if err := j.fn(context.WithoutCancel(j.ctx), tx); err != nil {
 			_ = sqlTx.Rollback()
+			if tx.flushErr != nil {
+				return -1, behind(err)
+			}
 			if isRetryable(err) {
 				// Not this unit's fault: replay the whole batch.
 				return -1, err
 			}
 			return i, err
 		}
+	}
+	if tx.flushErr != nil {
+		// A unit swallowed the failure of a buffered write.
+		_ = sqlTx.Rollback()
+		return -1, behind(nil)
+	}
+	if i := tx.untakenClaim(); i >= 0 {
+		_ = sqlTx.Rollback()
+		return i, errors.New("transaction ID claimed for the batch but not taken by its unit")
+	}
+	if err := tx.settle(context.Background()); err != nil {
+		_ = sqlTx.Rollback()
+		return -1, behind(err)
 	}
 	if err := tx.flushRoomHeads(context.Background()); err != nil {
 		_ = sqlTx.Rollback()
@@ -256,7 +318,7 @@ func (g *groupCommitter) attempt(jobs []*batchJob) (int, error) {
 // keeps their rows for LockRoom, which then needs no round trip.
 func (tx *Tx) lockRooms(jobs []*batchJob) error {
 	seen := make(map[string]bool, len(jobs))
-	ids := make([]any, 0, len(jobs))
+	ids := make([]string, 0, len(jobs))
 	for _, j := range jobs {
 		if j.roomID != "" && !seen[j.roomID] {
 			seen[j.roomID] = true
@@ -266,8 +328,10 @@ func (tx *Tx) lockRooms(jobs []*batchJob) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	sort.Slice(ids, func(a, b int) bool { return ids[a].(string) < ids[b].(string) })
-	rows, err := tx.query(context.Background(), `SELECT `+roomColumns+` FROM rooms WHERE room_id IN (`+placeholders(len(ids))+`) ORDER BY room_id FOR UPDATE`, ids...)
+	sort.Strings(ids)
+	// An array rather than a placeholder per room: one statement text
+	// whatever the batch's size, prepared once per connection.
+	rows, err := tx.query(context.Background(), `SELECT `+roomColumns+` FROM rooms WHERE room_id = ANY(?::text[]) ORDER BY room_id FOR UPDATE`, ids)
 	if err != nil {
 		return err
 	}

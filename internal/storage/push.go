@@ -286,6 +286,9 @@ type PushRecipient struct {
 // PushRecipients returns the joined members of a room with their rule
 // versions, read inside the transaction that stores an event.
 func (tx *Tx) PushRecipients(ctx context.Context, roomID string) ([]PushRecipient, error) {
+	if tx.writeBehind {
+		return tx.recipientsAhead(ctx, roomID)
+	}
 	return pushRecipients(ctx, tx.query, roomID)
 }
 
@@ -345,6 +348,14 @@ const pushActionChunk = 100
 // of pushActionChunk rows, then one statement for the rest. Every size is
 // prepared once (at most pushActionChunk statements).
 func (tx *Tx) InsertPushActions(ctx context.Context, acts []PushAction) error {
+	if tx.writeBehind {
+		// Sent with the batch's other buffered rows (see settle).
+		tx.pendingActs = append(tx.pendingActs, acts...)
+		if len(tx.pendingActs) >= maxBufferedActs {
+			return tx.flushBuffered(ctx)
+		}
+		return nil
+	}
 	args := make([]any, 0, min(len(acts), pushActionChunk)*6)
 	for len(acts) > 0 {
 		n := min(len(acts), pushActionChunk)
