@@ -179,6 +179,13 @@ func fastPath(req *SendRequest) bool {
 	return req.Type != spec.MRoomCreate && req.Type != spec.MRoomRedaction
 }
 
+// isMessage reports whether req is a message in the sense of the send
+// path's shortcuts: no state key, not a redaction. Its auth answer depends
+// only on the room state, and its stored hooks may be prepared.
+func isMessage(req *SendRequest) bool {
+	return req.StateKey == nil && req.Type != spec.MRoomRedaction
+}
+
 // sendResult is what a send's transaction produced.
 type sendResult struct {
 	dupEventID string // the earlier result of the same transaction ID
@@ -277,13 +284,13 @@ func (e *Engine) sendBuilt(ctx context.Context, ent *roomEntry, req SendRequest)
 		return sendResult{}, nil, httpapi.TooLarge("event exceeds %d bytes", MaxEventBytes)
 	}
 	ak := allowedKey{req.Sender, req.Type}
-	if _, ok := ent.allowed[ak]; !ok || req.StateKey != nil || req.Type == spec.MRoomRedaction {
+	if _, known := ent.allowed[ak]; !known || !isMessage(&req) {
 		if err := gmsl.Allowed(pdu, authEvents, userIDForSender); err != nil {
 			// Refused on the cached state: confirm on the database's, in
 			// case the room moved without this process seeing it.
 			return sendResult{}, nil, errStale
 		}
-		if req.StateKey == nil && req.Type != spec.MRoomRedaction {
+		if isMessage(&req) {
 			if ent.allowed == nil || len(ent.allowed) >= maxAllowed {
 				ent.allowed = map[allowedKey]struct{}{}
 			}
@@ -403,7 +410,7 @@ func (e *Engine) prepareHooks(ctx context.Context, req SendRequest, ev storage.E
 	hooks := make([]StoredHook, len(e.storedHooks))
 	for i, h := range e.storedHooks {
 		hooks[i] = h.stored
-		if h.prepare == nil || req.StateKey != nil || req.Type == spec.MRoomRedaction {
+		if h.prepare == nil || !isMessage(&req) {
 			continue
 		}
 		ev.StateGroupBefore, ev.StateGroupAfter = stateGroup, stateGroup
