@@ -525,7 +525,9 @@ func (b *bench) scenarioInitialSync(ctx context.Context) error {
 	if err := b.ensureRooms(ctx, false); err != nil {
 		return err
 	}
-	x, err := b.extraUser(ctx, "initsync")
+	// A new user each run, with fresh messages: a run on a kept data set
+	// then measures what the first run measured.
+	x, err := b.extraUser(ctx, "initsync-"+b.runID)
 	if err != nil {
 		return err
 	}
@@ -560,7 +562,7 @@ func (b *bench) scenarioInitialSync(ctx context.Context) error {
 	err = parallel(ctx, len(rs)*10, b.o.Concurrency, func(ctx context.Context, i int) error {
 		r := rs[i/10]
 		u := r.Members[(i%10)%len(r.Members)]
-		return b.c.send(ctx, u, r.ID, fmt.Sprintf("%s-fill-%d", b.o.Prefix, i), map[string]any{"msgtype": "m.text", "body": fmt.Sprintf("fill %d", i%10)})
+		return b.c.send(ctx, u, r.ID, fmt.Sprintf("%s-fill-%s-%d", b.o.Prefix, b.runID, i), map[string]any{"msgtype": "m.text", "body": fmt.Sprintf("fill %d", i%10)})
 	})
 	if err != nil {
 		return err
