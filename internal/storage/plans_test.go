@@ -34,6 +34,8 @@ func TestSyncQueryPlans(t *testing.T) {
 		{"TimelinePage", timelinePageSQL(11), []string{"events_room_stream (room_id=? AND stream_pos>? AND stream_pos<?)"}},
 		{"UnreadCountsRooms", unreadCountsRoomsSQL(2), []string{"MATERIALIZE rp", "SEARCH p USING PRIMARY KEY (user_id=? AND room_id=? AND stream_pos>?)",
 			"SEARCH r USING INDEX sqlite_autoindex_receipts_1 (room_id=? AND receipt_type=? AND user_id=? AND thread_id=?)"}},
+		{"ThreadRoots", threadRootsSQL(false), []string{"events_room_rel (room_id=? AND rel_type=?"}},
+		{"ThreadRoots participant", threadRootsSQL(true), []string{"events_room_rel (room_id=? AND rel_type=?"}},
 		{"SyncMemberships", syncMembershipsSQL, []string{"COVERING INDEX memberships_user_sync (user_id=? AND forgotten=?)"}},
 		{"DeviceListChangesSharing", deviceListChangesSharingSQL, []string{"SEARCH c USING INDEX sqlite_autoindex_e2e_device_list_changes_1 (stream_pos>? AND stream_pos<?)", "SEARCH a USING", "SEARCH b USING COVERING INDEX memberships_room_joined (room_id=? AND membership=? AND user_id=?)"}},
 	}

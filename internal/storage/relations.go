@@ -74,18 +74,12 @@ type ThreadRoot struct {
 // threads whose latest reply (at or before upTo) is before `before`. With
 // participant set, only threads that user started or replied to.
 func (db *DB) ThreadRoots(ctx context.Context, roomID, participant string, upTo, before int64, limit int) ([]ThreadRoot, error) {
-	q := `SELECT relates_to, MAX(stream_pos) FROM events
-		WHERE room_id = ? AND rel_type = 'm.thread' AND redacted_by IS NULL AND stream_pos <= ?
-		GROUP BY relates_to HAVING MAX(stream_pos) < ?`
 	args := []any{roomID, upTo, before}
 	if participant != "" {
-		q += ` AND (SUM(CASE WHEN sender = ? THEN 1 ELSE 0 END) > 0
-			OR relates_to IN (SELECT event_id FROM events WHERE room_id = ? AND sender = ?))`
 		args = append(args, participant, roomID, participant)
 	}
-	q += ` ORDER BY MAX(stream_pos) DESC LIMIT ?`
 	args = append(args, limit)
-	rows, err := db.query(ctx, q, args...)
+	rows, err := db.query(ctx, threadRootsSQL(participant != ""), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -233,4 +227,18 @@ func (db *DB) RelationTargets(ctx context.Context, eventIDs []string) (map[strin
 		}
 	}
 	return out, nil
+}
+
+// threadRootsSQL is ThreadRoots' query, with the participant condition or
+// not. It reads the room's thread replies through events_room_rel, which
+// holds only events with a relation (migration 014).
+func threadRootsSQL(withParticipant bool) string {
+	q := `SELECT relates_to, MAX(stream_pos) FROM events
+		WHERE room_id = ? AND rel_type = 'm.thread' AND redacted_by IS NULL AND stream_pos <= ?
+		GROUP BY relates_to HAVING MAX(stream_pos) < ?`
+	if withParticipant {
+		q += ` AND (SUM(CASE WHEN sender = ? THEN 1 ELSE 0 END) > 0
+			OR relates_to IN (SELECT event_id FROM events WHERE room_id = ? AND sender = ?))`
+	}
+	return q + ` ORDER BY MAX(stream_pos) DESC LIMIT ?`
 }
