@@ -172,29 +172,33 @@ func TestBatchTxnIDsStayIdempotent(t *testing.T) {
 		{roomID: "!a:batch", eventID: "$9", sender: "@w:batch", txnID: "t8"},  // so this one takes it
 		{roomID: "!a:batch", eventID: "$10", sender: "@w:batch", txnID: "t8"}, // and this one sees $9
 	}
-	first[7].fail = true
-	errs := inOneBatch(t, db, queueAll(db, first))
-	wantDup := map[int]string{2: "$1", 4: "$1", 6: "$2", 9: "$9"}
-	for i, u := range first {
-		if i == 7 {
-			if errs[i] == nil {
-				t.Errorf("unit %d: failed on purpose, got no error", i)
+	// check compares a batch's answers with wantDup (unit → the earlier
+	// event ID it must answer with); failing units must fail alone.
+	check := func(batch string, units []*msgUnit, errs []error, wantDup map[int]string) {
+		t.Helper()
+		for i, u := range units {
+			if u.fail {
+				if errs[i] == nil {
+					t.Errorf("%s, unit %d: failed on purpose, got no error", batch, i)
+				}
+				if eventExists(t, db, u.eventID) {
+					t.Errorf("%s, unit %d: failed, yet its event is stored", batch, i)
+				}
+				continue
 			}
-			if eventExists(t, db, u.eventID) {
-				t.Errorf("unit %d: failed, yet its event is stored", i)
+			if errs[i] != nil {
+				t.Fatalf("%s, unit %d: %v", batch, i, errs[i])
 			}
-			continue
-		}
-		if errs[i] != nil {
-			t.Fatalf("unit %d: %v", i, errs[i])
-		}
-		if u.dup != wantDup[i] {
-			t.Errorf("unit %d: answered with %q, want %q", i, u.dup, wantDup[i])
-		}
-		if got := eventExists(t, db, u.eventID); got != (wantDup[i] == "") {
-			t.Errorf("unit %d: event stored %v", i, got)
+			if u.dup != wantDup[i] {
+				t.Errorf("%s, unit %d: answered with %q, want %q", batch, i, u.dup, wantDup[i])
+			}
+			if got := eventExists(t, db, u.eventID); got != (wantDup[i] == "") {
+				t.Errorf("%s, unit %d: event stored %v", batch, i, got)
+			}
 		}
 	}
+	first[7].fail = true
+	check("first batch", first, inOneBatch(t, db, queueAll(db, first)), map[int]string{2: "$1", 4: "$1", 6: "$2", 9: "$9"})
 	// Across batches: every repeat answers with the first result.
 	again := []*msgUnit{
 		{roomID: "!b:batch", eventID: "$11", sender: "@u:batch", txnID: "t1"},
@@ -203,19 +207,7 @@ func TestBatchTxnIDsStayIdempotent(t *testing.T) {
 		{roomID: "!a:batch", eventID: "$14", sender: "@w:batch", txnID: "t14"},
 		{roomID: "!b:batch", eventID: "$15", sender: "@w:batch", txnID: "t14"},
 	}
-	errs = inOneBatch(t, db, queueAll(db, again))
-	wantDup = map[int]string{0: "$1", 1: "$2", 2: "$9", 4: "$14"}
-	for i, u := range again {
-		if errs[i] != nil {
-			t.Fatalf("second batch, unit %d: %v", i, errs[i])
-		}
-		if u.dup != wantDup[i] {
-			t.Errorf("second batch, unit %d: answered with %q, want %q", i, u.dup, wantDup[i])
-		}
-		if got := eventExists(t, db, u.eventID); got != (wantDup[i] == "") {
-			t.Errorf("second batch, unit %d: event stored %v", i, got)
-		}
-	}
+	check("second batch", again, inOneBatch(t, db, queueAll(db, again)), map[int]string{0: "$1", 1: "$2", 2: "$9", 4: "$14"})
 	for _, k := range []struct{ user, txn, want string }{{"@u:batch", "t1", "$1"}, {"@u:batch", "t2", "$2"}, {"@v:batch", "t1", "$4"}, {"@w:batch", "t8", "$9"}, {"@w:batch", "t14", "$14"}} {
 		if got, err := db.TxnResult(context.Background(), k.user, "DEV", "send", k.txn); err != nil || got != k.want {
 			t.Errorf("recorded result of %s %s: %q, %v; want %q", k.user, k.txn, got, err, k.want)
