@@ -48,6 +48,9 @@ type DB struct {
 	ckpt *checkpointer
 	// positions caches CurrentStreamPositions between commits (SQLite).
 	positions atomic.Pointer[cachedPositions]
+	// pushRules counts the commits of this process that changed a user's
+	// push rules (see PushRulesGeneration).
+	pushRules atomic.Uint64
 }
 
 // Open connects to the database named by url: "postgres://…" or

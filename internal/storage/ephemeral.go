@@ -22,6 +22,9 @@ func (tx *Tx) PutAccountData(ctx context.Context, userID, roomID, typ string, co
 	_, err = tx.exec(ctx, `INSERT INTO account_data (user_id, room_id, type, content, stream_pos) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (user_id, room_id, type) DO UPDATE SET content = excluded.content, stream_pos = excluded.stream_pos`,
 		userID, roomID, typ, string(content), pos)
+	if err == nil && roomID == "" && typ == "m.push_rules" {
+		tx.AfterCommit(func() { tx.db.pushRules.Add(1) })
+	}
 	return pos, err
 }
 

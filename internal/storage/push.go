@@ -292,6 +292,13 @@ func (tx *Tx) PushRecipients(ctx context.Context, roomID string) ([]PushRecipien
 	return pushRecipients(ctx, tx.query, roomID)
 }
 
+// PushRulesGeneration counts the commits of this process that changed a
+// user's push rules (their m.push_rules account data): it moves, after the
+// commit, with every change made through this process. A cache of push
+// recipients read after it was taken may be kept until it moves. Changes
+// committed by another process sharing the database do not move it.
+func (db *DB) PushRulesGeneration() uint64 { return db.pushRules.Load() }
+
 // PushRecipients is Tx.PushRecipients outside a transaction.
 func (db *DB) PushRecipients(ctx context.Context, roomID string) ([]PushRecipient, error) {
 	return pushRecipients(ctx, db.query, roomID)
