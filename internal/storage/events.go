@@ -463,6 +463,28 @@ func (tx *Tx) newStateGroup(ctx context.Context, room *Room, key StateKeyTuple, 
 	return g, err
 }
 
+// stateGroupIDsSQL is StateGroupIDs' query: the chain of deltas from the
+// group back to its full snapshot (at most maxStateChain+1 groups), then
+// their entries, read through the primary key. On PostgreSQL the entries
+// are selected with group_id = ANY(ARRAY(…)) rather than by joining the
+// chain alone: in the generic plan of the prepared statement (which pgx
+// reuses after five executions), the chain's size is unknown and the
+// planner hashed the chain against a sequential scan of all of
+// state_group_entries, whose size grows with the server: 60 ms per call
+// at 3,000 users, against 0.6 ms through the index.
+func stateGroupIDsSQL(d Dialect) string {
+	q := `WITH RECURSIVE chain(gid, n) AS (
+			SELECT group_id, 0 FROM state_groups WHERE group_id = ?
+			UNION ALL
+			SELECT s.prev_group, c.n + 1 FROM state_groups s JOIN chain c ON s.group_id = c.gid WHERE s.prev_group IS NOT NULL
+		)
+		SELECT e.type, e.state_key, e.event_id, c.n FROM chain c JOIN state_group_entries e ON e.group_id = c.gid`
+	if d == Postgres {
+		q += ` WHERE e.group_id = ANY(ARRAY(SELECT gid FROM chain))`
+	}
+	return q + ` ORDER BY c.n DESC`
+}
+
 // StateGroupIDs resolves a state group to its full state: a map from state
 // key to event ID.
 func (db *DB) StateGroupIDs(ctx context.Context, group int64) (map[StateKeyTuple]string, error) {
@@ -470,12 +492,7 @@ func (db *DB) StateGroupIDs(ctx context.Context, group int64) (map[StateKeyTuple
 	if group == 0 {
 		return out, nil
 	}
-	rows, err := db.query(ctx, `WITH RECURSIVE chain(gid, n) AS (
-			SELECT group_id, 0 FROM state_groups WHERE group_id = ?
-			UNION ALL
-			SELECT s.prev_group, c.n + 1 FROM state_groups s JOIN chain c ON s.group_id = c.gid WHERE s.prev_group IS NOT NULL
-		)
-		SELECT e.type, e.state_key, e.event_id, c.n FROM chain c JOIN state_group_entries e ON e.group_id = c.gid ORDER BY c.n DESC`, group)
+	rows, err := db.query(ctx, stateGroupIDsSQL(db.dialect), group)
 	if err != nil {
 		return nil, err
 	}

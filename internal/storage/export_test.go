@@ -7,3 +7,6 @@ func SetWindowScanMax(n int64) (restore func()) {
 	windowScanMax = n
 	return func() { windowScanMax = old }
 }
+
+// StateGroupIDsSQL is stateGroupIDsSQL, for the PostgreSQL plan test.
+func StateGroupIDsSQL(d Dialect) string { return stateGroupIDsSQL(d) }
