@@ -48,6 +48,10 @@ type DB struct {
 	ckpt *checkpointer
 	// positions caches CurrentStreamPositions between commits (SQLite).
 	positions atomic.Pointer[cachedPositions]
+	// commits counts the commits of this process's write transactions,
+	// each counted before its after-commit work (see
+	// CurrentStreamPositions).
+	commits atomic.Uint64
 	// pushRules counts the commits of this process that changed a user's
 	// push rules (see PushRulesGeneration).
 	pushRules atomic.Uint64
@@ -258,11 +262,17 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 	if err := sqlTx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
-	db.ckpt.committed()
+	db.committed()
 	for _, f := range tx.afterCommit {
 		f()
 	}
 	return nil
+}
+
+// committed counts a commit of a write transaction.
+func (db *DB) committed() {
+	db.commits.Add(1)
+	db.ckpt.committed()
 }
 
 // AfterCommit registers f to run after the transaction commits successfully.

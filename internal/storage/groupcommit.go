@@ -307,7 +307,7 @@ func (g *groupCommitter) attempt(jobs []*batchJob, writeBehind bool) (int, error
 	if err := sqlTx.Commit(); err != nil {
 		return -1, fmt.Errorf("commit: %w", err)
 	}
-	db.ckpt.committed()
+	db.committed()
 	for _, f := range tx.afterCommit {
 		f()
 	}

@@ -423,17 +423,16 @@ const streamPositionsSQL = `SELECT 'events', COALESCE(MAX(stream_pos), 0) FROM e
 // reads, in one query (each sync, and each wake-up of a long-poll, starts
 // with it).
 //
-// On SQLite this process is the only writer, and every commit counts
-// itself (checkpointer.committed) before its wake-ups run: positions read
-// after the n-th commit stay current until the next one, so they are kept
-// and reused until then. Under a delivery load (tens of commits a second,
-// hundreds of woken long-polls) most syncs skip the query. On PostgreSQL
-// other processes may commit, so it is always read.
+// Every commit of this process counts itself (DB.committed) before its
+// wake-ups run: positions read after the n-th commit stay current until
+// the next one, so they are kept and reused until then. Under a delivery
+// load (tens of commits a second, hundreds of woken long-polls) most syncs
+// skip the query. This holds while one process writes the database, as
+// SQLite requires and as Rempart runs on PostgreSQL today; a process
+// sharing a PostgreSQL database with others must count their commits too,
+// from the same signal that wakes its long-polls for their events.
 func (db *DB) CurrentStreamPositions(ctx context.Context) (StreamPositions, error) {
-	if db.ckpt == nil {
-		return db.readStreamPositions(ctx)
-	}
-	gen := db.ckpt.commits.Load()
+	gen := db.commits.Load()
 	if c := db.positions.Load(); c != nil && c.gen == gen {
 		return c.pos, nil
 	}
