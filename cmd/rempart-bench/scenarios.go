@@ -430,8 +430,15 @@ func (b *bench) scenarioDelivery(ctx context.Context) error {
 	for polling.Load() < int64(nc) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	// Give the server time to register every long-poll.
+	// Give the server time to register every long-poll: the fixed pause,
+	// then until the machine is idle. A client counts as polling once its
+	// request is sent; the server may still be answering thousands of
+	// first long-polls (each an incremental sync to compute before it
+	// parks), and probes sent into that burst measured the burst.
+	settleStart := time.Now()
 	time.Sleep(time.Second + time.Duration(nc)*200*time.Microsecond)
+	waitMachineIdle(ctx, 30*time.Second)
+	b.rep.add("delivery", "long-polls parked after", ms(time.Since(settleStart)), "ms")
 	b.logf("  %d clients long-polling; sending %d probes over %s", nc, total, dur)
 	var sendLat latencies
 	var sendFail atomic.Int64
