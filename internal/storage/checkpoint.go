@@ -39,23 +39,16 @@ const (
 
 type checkpointer struct {
 	conn    *sql.DB
-	commits atomic.Uint64 // commits since the database was opened
+	commits *atomic.Uint64 // the database's commits (DB.commits)
 	quit    chan struct{}
 	wg      sync.WaitGroup
 }
 
-func startCheckpointer(conn *sql.DB) *checkpointer {
-	c := &checkpointer{conn: conn, quit: make(chan struct{})}
+func startCheckpointer(conn *sql.DB, commits *atomic.Uint64) *checkpointer {
+	c := &checkpointer{conn: conn, commits: commits, quit: make(chan struct{})}
 	c.wg.Add(1)
 	go c.loop()
 	return c
-}
-
-// committed records a commit on the writer.
-func (c *checkpointer) committed() {
-	if c != nil {
-		c.commits.Add(1)
-	}
 }
 
 func (c *checkpointer) loop() {

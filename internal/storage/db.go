@@ -46,11 +46,11 @@ type DB struct {
 	readStmts stmtCache
 	// ckpt checkpoints the write-ahead log off the writer (SQLite).
 	ckpt *checkpointer
-	// positions caches CurrentStreamPositions between commits (SQLite).
+	// positions caches CurrentStreamPositions between commits.
 	positions atomic.Pointer[cachedPositions]
 	// commits counts the commits of this process's write transactions,
 	// each counted before its after-commit work (see
-	// CurrentStreamPositions).
+	// CurrentStreamPositions); the SQLite checkpointer reads it too.
 	commits atomic.Uint64
 	// pushRules counts the commits of this process that changed a user's
 	// push rules (see PushRulesGeneration).
@@ -147,7 +147,7 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		c.SetMaxIdleConns(1)
 		c.SetConnMaxIdleTime(0)
 		db.dialect, db.write, db.read = SQLite, w, r
-		db.ckpt = startCheckpointer(c)
+		db.ckpt = startCheckpointer(c, &db.commits)
 	}
 	db.gc = newGroupCommitter(db)
 	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -270,10 +270,7 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 }
 
 // committed counts a commit of a write transaction.
-func (db *DB) committed() {
-	db.commits.Add(1)
-	db.ckpt.committed()
-}
+func (db *DB) committed() { db.commits.Add(1) }
 
 // AfterCommit registers f to run after the transaction commits successfully.
 func (tx *Tx) AfterCommit(f func()) { tx.afterCommit = append(tx.afterCommit, f) }
