@@ -101,6 +101,7 @@ func (tx *Tx) SetPasswordHash(ctx context.Context, userID, hash string) error {
 
 // SetAdmin grants or removes server admin rights.
 func (tx *Tx) SetAdmin(ctx context.Context, userID string, admin bool) error {
+	tx.tokensChanged()
 	_, err := tx.exec(ctx, `UPDATE users SET is_admin = ? WHERE user_id = ?`, b2i(admin), userID)
 	return err
 }
@@ -108,6 +109,7 @@ func (tx *Tx) SetAdmin(ctx context.Context, userID string, admin bool) error {
 // DeactivateUser marks the account deactivated, clears its password and
 // profile, and deletes its devices and tokens.
 func (tx *Tx) DeactivateUser(ctx context.Context, userID string) error {
+	tx.tokensChanged()
 	if _, err := tx.exec(ctx, `UPDATE users SET deactivated = 1, password_hash = '', displayname = NULL, avatar_url = NULL WHERE user_id = ?`, userID); err != nil {
 		return err
 	}
@@ -176,6 +178,7 @@ func (tx *Tx) SetDeviceDisplayName(ctx context.Context, userID, deviceID, name s
 
 // DeleteDevice removes a device and every token issued to it.
 func (tx *Tx) DeleteDevice(ctx context.Context, userID, deviceID string) error {
+	tx.tokensChanged()
 	if _, err := tx.exec(ctx, `DELETE FROM access_tokens WHERE user_id = ? AND device_id = ?`, userID, deviceID); err != nil {
 		return err
 	}
@@ -266,10 +269,10 @@ type TokenOwner struct {
 	Deactivated bool
 }
 
-// LookupAccessToken resolves a token hash to the token and its account, in
+// lookupAccessToken resolves a token hash to the token and its account, in
 // one read (every authenticated request makes it): ErrNotFound when the
 // token is unknown or its account is gone.
-func (db *DB) LookupAccessToken(ctx context.Context, hash string) (TokenOwner, error) {
+func (db *DB) lookupAccessToken(ctx context.Context, hash string) (TokenOwner, error) {
 	var t TokenOwner
 	var exp sql.NullInt64
 	var admin, guest, deact int
@@ -283,6 +286,7 @@ func (db *DB) LookupAccessToken(ctx context.Context, hash string) (TokenOwner, e
 
 // DeleteAccessToken revokes one token.
 func (tx *Tx) DeleteAccessToken(ctx context.Context, hash string) error {
+	tx.tokensChanged()
 	_, err := tx.exec(ctx, `DELETE FROM access_tokens WHERE token_hash = ?`, hash)
 	return err
 }
@@ -332,6 +336,7 @@ func (tx *Tx) DeleteUIASession(ctx context.Context, sid string) error {
 
 // DeleteDeviceTokens revokes every access token of one device.
 func (tx *Tx) DeleteDeviceTokens(ctx context.Context, userID, deviceID string) error {
+	tx.tokensChanged()
 	_, err := tx.exec(ctx, `DELETE FROM access_tokens WHERE user_id = ? AND device_id = ?`, userID, deviceID)
 	return err
 }

@@ -55,6 +55,10 @@ type DB struct {
 	// pushRules counts the commits of this process that changed a user's
 	// push rules (see PushRulesGeneration).
 	pushRules atomic.Uint64
+	// tokens keeps access-token owners; tokenGen counts the commits that
+	// may have revoked one (see tokenCache).
+	tokens   tokenCache
+	tokenGen atomic.Uint64
 }
 
 // Open connects to the database named by url: "postgres://…" or
