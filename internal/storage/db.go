@@ -59,6 +59,10 @@ type DB struct {
 	// may have revoked one (see tokenCache).
 	tokens   tokenCache
 	tokenGen atomic.Uint64
+	// roomRows are the group committer's room rows and roomGen counts
+	// the room-row writes outside its batches (see room_rows.go).
+	roomRows roomRows
+	roomGen  atomic.Uint64
 }
 
 // Open connects to the database named by url: "postgres://…" or
@@ -222,6 +226,11 @@ type Tx struct {
 	dirtyRooms []string
 	// orderLocked is set once tx holds the event-order lock (PostgreSQL).
 	orderLocked bool
+	// inBatch is set for the transactions of the group committer; heads
+	// are the room rows such a transaction read or wrote (SQLite, see
+	// room_rows.go).
+	inBatch bool
+	heads   map[string]Room
 
 	// The write-behind of a batch on PostgreSQL (see batchwrite.go).
 	writeBehind   bool

@@ -54,6 +54,7 @@ var ErrRoomExists = fmt.Errorf("room already exists")
 
 // CreateRoom inserts the room row; its events are appended afterwards.
 func (tx *Tx) CreateRoom(ctx context.Context, r Room) error {
+	tx.roomWritten(r.RoomID)
 	_, err := tx.exec(ctx, `INSERT INTO rooms (room_id, room_version, creator, created_ts, visibility) VALUES (?, ?, ?, ?, ?)`,
 		r.RoomID, r.RoomVersion, r.Creator, r.CreatedTS, r.Visibility)
 	if isUniqueViolation(err) {
@@ -77,11 +78,10 @@ func (tx *Tx) LockRoom(ctx context.Context, roomID string) (Room, error) {
 	if r, ok := tx.locked[roomID]; ok {
 		return r, nil // locked by the batch (see DB.Batch)
 	}
-	q := `SELECT ` + roomColumns + ` FROM rooms WHERE room_id = ?`
-	if tx.db.dialect == Postgres {
-		q += ` FOR UPDATE`
+	if tx.db.dialect != Postgres {
+		return tx.lockRoomSQLite(ctx, roomID)
 	}
-	return scanRoom(tx.queryRow(ctx, q, roomID))
+	return scanRoom(tx.queryRow(ctx, `SELECT `+roomColumns+` FROM rooms WHERE room_id = ? FOR UPDATE`, roomID))
 }
 
 // GetRoom loads a room row.
@@ -91,6 +91,7 @@ func (db *DB) GetRoom(ctx context.Context, roomID string) (Room, error) {
 
 // SetRoomVisibility sets the room's published visibility in the directory.
 func (tx *Tx) SetRoomVisibility(ctx context.Context, roomID, visibility string) error {
+	tx.roomWritten(roomID)
 	_, err := tx.exec(ctx, `UPDATE rooms SET visibility = ? WHERE room_id = ?`, visibility, roomID)
 	return err
 }
@@ -391,6 +392,11 @@ func (tx *Tx) AppendEvent(ctx context.Context, room *Room, ev NewEvent) (int64, 
 }
 
 func (tx *Tx) updateRoomHead(ctx context.Context, room *Room) error {
+	if tx.cachesRooms() {
+		tx.keepRoom(*room)
+	} else {
+		tx.roomWritten(room.RoomID)
+	}
 	_, err := tx.exec(ctx, `UPDATE rooms SET latest_event_id = ?, depth = ?, state_group = ? WHERE room_id = ?`,
 		room.LatestEventID, room.Depth, room.StateGroup, room.RoomID)
 	return err

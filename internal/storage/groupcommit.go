@@ -229,8 +229,11 @@ func (g *groupCommitter) attempt(jobs []*batchJob, writeBehind bool) (int, error
 	if err != nil {
 		return -1, fmt.Errorf("begin transaction: %w", err)
 	}
-	tx := &Tx{db: db, tx: sqlTx}
+	tx := &Tx{db: db, tx: sqlTx, inBatch: true}
 	defer tx.ended()
+	if tx.cachesRooms() {
+		tx.beginRooms()
+	}
 	// behind turns a failure into errWriteBehind when it comes from a
 	// buffered write.
 	behind := func(err error) error {
@@ -308,6 +311,7 @@ func (g *groupCommitter) attempt(jobs []*batchJob, writeBehind bool) (int, error
 		return -1, fmt.Errorf("commit: %w", err)
 	}
 	db.committed()
+	tx.commitRooms()
 	for _, f := range tx.afterCommit {
 		f()
 	}
