@@ -46,6 +46,8 @@ type DB struct {
 	readStmts stmtCache
 	// ckpt checkpoints the write-ahead log off the writer (SQLite).
 	ckpt *checkpointer
+	// prune deletes expired transaction IDs (see txn_prune.go).
+	prune *pruner
 	// positions caches CurrentStreamPositions between commits.
 	positions atomic.Pointer[cachedPositions]
 	// commits counts the commits of this process's write transactions,
@@ -168,6 +170,7 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		db.Close()
 		return nil, err
 	}
+	db.prune = startPruner(db)
 	return db, nil
 }
 
@@ -176,6 +179,7 @@ func (db *DB) Dialect() Dialect { return db.dialect }
 
 // Close releases all connections.
 func (db *DB) Close() error {
+	db.prune.close()
 	db.gc.close()
 	db.ckpt.close()
 	db.stmts.close()
