@@ -57,14 +57,17 @@ type DB struct {
 	// pushRules counts the commits of this process that changed a user's
 	// push rules (see PushRulesGeneration).
 	pushRules atomic.Uint64
-	// tokens keeps access-token owners; tokenGen counts the commits that
-	// may have revoked one (see tokenCache).
-	tokens   tokenCache
-	tokenGen atomic.Uint64
+	// tokens keeps access-token owners (token_cache.go), memberships
+	// users' memberships for /sync, keyCounts devices' key counts.
+	tokens      *readCache[string, TokenOwner]
+	memberships *readCache[string, []Membership]
+	keyCounts   *readCache[deviceKey, deviceKeyCounts]
 	// roomRows are the group committer's room rows and roomGen counts
 	// the room-row writes outside its batches (see room_rows.go).
 	roomRows roomRows
 	roomGen  atomic.Uint64
+	// reads counts the statements of db.query and db.queryRow.
+	reads atomic.Uint64
 }
 
 // Open connects to the database named by url: "postgres://…" or
@@ -72,7 +75,11 @@ type DB struct {
 // (optionally prefixed with "sqlite:" or "file:"). Migrations run before Open
 // returns.
 func Open(ctx context.Context, dsn string) (*DB, error) {
-	db := &DB{}
+	db := &DB{
+		tokens:      newReadCache[string, TokenOwner](tokenCacheMaxAge, tokenCacheMax),
+		memberships: newReadCache[string, []Membership](syncCacheMaxAge, syncCacheMax),
+		keyCounts:   newReadCache[deviceKey, deviceKeyCounts](syncCacheMaxAge, syncCacheMax),
+	}
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 		pool, err := sql.Open("pgx", dsn)
 		if err != nil {
@@ -367,7 +374,12 @@ func (tx *Tx) insertReturningID(ctx context.Context, idCol, q string, args ...an
 	return id, err
 }
 
+// ReadStatements counts the statements run outside write transactions
+// since the database was opened: benchmarks report it per request.
+func (db *DB) ReadStatements() uint64 { return db.reads.Load() }
+
 func (db *DB) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	db.reads.Add(1)
 	if st := db.readStmt(q); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
@@ -375,6 +387,7 @@ func (db *DB) query(ctx context.Context, q string, args ...any) (*sql.Rows, erro
 }
 
 func (db *DB) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	db.reads.Add(1)
 	if st := db.readStmt(q); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}

@@ -90,15 +90,14 @@ func (tx *Tx) AddOneTimeKey(ctx context.Context, userID, deviceID, algorithm, ke
 	case !errors.Is(err, sql.ErrNoRows):
 		return err
 	}
+	tx.keysChanged(userID, deviceID)
 	_, err = tx.exec(ctx, `INSERT INTO e2e_one_time_keys (user_id, device_id, algorithm, key_id, key_json) VALUES (?, ?, ?, ?, ?)`,
 		userID, deviceID, algorithm, keyID, string(keyJSON))
 	return err
 }
 
-// DeviceKeyCounts returns, in one read, what every sync response tells a
-// device of its keys: its unclaimed one-time keys counted per algorithm,
-// and the algorithms (sorted) of its fallback keys not yet handed out.
-func (db *DB) DeviceKeyCounts(ctx context.Context, userID, deviceID string) (map[string]int, []string, error) {
+// deviceKeyCounts reads what DeviceKeyCounts answers.
+func (db *DB) deviceKeyCounts(ctx context.Context, userID, deviceID string) (map[string]int, []string, error) {
 	rows, err := db.query(ctx, `SELECT 'otk', algorithm, COUNT(*) FROM e2e_one_time_keys WHERE user_id = ? AND device_id = ? GROUP BY algorithm
 		UNION ALL SELECT 'fallback', algorithm, 0 FROM e2e_fallback_keys WHERE user_id = ? AND device_id = ? AND used = 0`,
 		userID, deviceID, userID, deviceID)
@@ -153,6 +152,7 @@ func oneTimeKeyCounts(ctx context.Context, query queryFunc, userID, deviceID str
 // is never handed out twice: under concurrent claims on PostgreSQL the
 // loser of a race on a row retries with the next key.
 func (tx *Tx) ClaimOneTimeKey(ctx context.Context, userID, deviceID, algorithm string) (keyID string, keyJSON json.RawMessage, err error) {
+	tx.keysChanged(userID, deviceID)
 	for range 1000 {
 		var id int64
 		var kid, js string
@@ -199,6 +199,7 @@ func (tx *Tx) PutFallbackKey(ctx context.Context, userID, deviceID, algorithm, k
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return err
 	}
+	tx.keysChanged(userID, deviceID)
 	_, err = tx.exec(ctx, `INSERT INTO e2e_fallback_keys (user_id, device_id, algorithm, key_id, key_json, used) VALUES (?, ?, ?, ?, ?, 0)
 		ON CONFLICT (user_id, device_id, algorithm) DO UPDATE SET key_id = excluded.key_id, key_json = excluded.key_json, used = 0`,
 		userID, deviceID, algorithm, keyID, string(keyJSON))
@@ -399,6 +400,7 @@ func (tx *Tx) DeleteToDeviceUpTo(ctx context.Context, userID, deviceID string, u
 // DeleteDeviceE2EE removes a device's keys, signatures over them, its
 // to-device queue and, if it was the user's dehydrated device, that mark.
 func (tx *Tx) DeleteDeviceE2EE(ctx context.Context, userID, deviceID string) error {
+	tx.keysChanged(userID, deviceID)
 	for _, q := range []string{
 		`DELETE FROM e2e_device_keys WHERE user_id = ? AND device_id = ?`,
 		`DELETE FROM e2e_one_time_keys WHERE user_id = ? AND device_id = ?`,

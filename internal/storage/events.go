@@ -370,6 +370,7 @@ func (tx *Tx) AppendEvent(ctx context.Context, room *Room, ev NewEvent) (int64, 
 			return 0, fmt.Errorf("update current state: %w", err)
 		}
 		if ev.Type == "m.room.member" {
+			tx.membershipChanged(*ev.StateKey)
 			if _, err := tx.exec(ctx, `INSERT INTO memberships (room_id, user_id, membership, event_id, stream_pos, forgotten) VALUES (?, ?, ?, ?, ?, 0)
 				ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, event_id = excluded.event_id, stream_pos = excluded.stream_pos, forgotten = 0`,
 				ev.RoomID, *ev.StateKey, ev.Membership, ev.EventID, pos); err != nil {
@@ -608,6 +609,7 @@ func (db *DB) SharesRoom(ctx context.Context, a, b string) (bool, error) {
 
 // ForgetRoom marks a left room as forgotten by the user.
 func (tx *Tx) ForgetRoom(ctx context.Context, roomID, userID string) error {
+	tx.membershipChanged(userID)
 	_, err := tx.exec(ctx, `UPDATE memberships SET forgotten = 1 WHERE room_id = ? AND user_id = ?`, roomID, userID)
 	return err
 }

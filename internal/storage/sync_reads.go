@@ -383,10 +383,8 @@ func (db *DB) CurrentMemberEvents(ctx context.Context, pairs []RoomUser) ([]Even
 
 const syncMembershipsSQL = `SELECT room_id, membership, stream_pos FROM memberships WHERE user_id = ? AND forgotten = 0`
 
-// SyncMemberships is UserMemberships without the event IDs: the user's
-// current memberships (forgotten ones excluded) with room, membership and
-// stream position, read from index memberships_user_sync alone.
-func (db *DB) SyncMemberships(ctx context.Context, userID string) ([]Membership, error) {
+// syncMemberships reads what SyncMemberships answers.
+func (db *DB) syncMemberships(ctx context.Context, userID string) ([]Membership, error) {
 	rows, err := db.query(ctx, syncMembershipsSQL, userID)
 	if err != nil {
 		return nil, err

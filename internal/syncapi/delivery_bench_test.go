@@ -144,11 +144,13 @@ func BenchmarkDeliverySync(b *testing.B) {
 	ctx := context.Background()
 	b.Run("one-new-event", func(b *testing.B) {
 		var cpu cpuMeter
+		var reads uint64
 		i := 0
 		for b.Loop() {
 			b.StopTimer()
 			f.send(b, i)
 			b.StartTimer()
+			r0 := f.srv.Srv.DB.ReadStatements()
 			cpu.begin()
 			for k, u := range f.users {
 				resp, err := f.sync(ctx, u, since[k], 0)
@@ -161,19 +163,24 @@ func BenchmarkDeliverySync(b *testing.B) {
 				since[k] = resp.NextBatch
 			}
 			cpu.end()
+			reads += f.srv.Srv.DB.ReadStatements() - r0
 			i++
 		}
 		b.ReportMetric(float64(cpu.total.Nanoseconds())/float64(b.N*len(f.users)), "cpu-ns/sync")
+		b.ReportMetric(float64(reads)/float64(b.N*len(f.users)), "reads/sync")
 	})
 	b.Run("nothing-new", func(b *testing.B) {
 		since = f.initialTokens(b)
 		var cpu cpuMeter
 		i := 0
+		var reads uint64
 		for b.Loop() {
 			k := i % len(f.users)
+			r0 := f.srv.Srv.DB.ReadStatements()
 			cpu.begin()
 			resp, err := f.sync(ctx, f.users[k], since[k], 0)
 			cpu.end()
+			reads += f.srv.Srv.DB.ReadStatements() - r0
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -183,6 +190,7 @@ func BenchmarkDeliverySync(b *testing.B) {
 			i++
 		}
 		b.ReportMetric(float64(cpu.total.Nanoseconds())/float64(b.N), "cpu-ns/sync")
+		b.ReportMetric(float64(reads)/float64(b.N), "reads/sync")
 	})
 }
 
