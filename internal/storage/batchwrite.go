@@ -76,6 +76,27 @@ func (tx *Tx) flushBuffered(ctx context.Context) error {
 // flush sends the buffered message rows and push actions, one statement
 // each.
 func (tx *Tx) flush(ctx context.Context) error {
+	for _, w := range tx.bufferedWrites() {
+		if _, err := tx.tx.ExecContext(ctx, w.sql, w.args...); err != nil {
+			return fmt.Errorf("%s: %w", w.what, err)
+		}
+	}
+	tx.pendingEvents, tx.pendingActs = tx.pendingEvents[:0], tx.pendingActs[:0]
+	return nil
+}
+
+// write is a statement of the write-behind, in PostgreSQL's own
+// placeholder syntax.
+type write struct {
+	what string
+	sql  string
+	args []any
+}
+
+// bufferedWrites returns the statements that send the buffered message
+// rows and push actions (none when nothing is buffered).
+func (tx *Tx) bufferedWrites() []write {
+	var out []write
 	if n := len(tx.pendingEvents); n > 0 {
 		pos := make([]int64, n)
 		ids, rooms, types, senders, js, uns := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -93,14 +114,11 @@ func (tx *Tx) flush(ctx context.Context) error {
 			ts[i], depth[i], js[i], uns[i], before[i], after[i] = e.OriginServerTS, e.Depth, string(e.JSON), p.unsigned, p.stateBefore, p.stateAfter
 			relType[i], relatesTo[i], txnDev[i], txnID[i] = opt(e.RelType), opt(e.RelatesTo), opt(e.TxnDevice), opt(e.TxnID)
 		}
-		if _, err := tx.tx.ExecContext(ctx, `INSERT INTO events (stream_pos, event_id, room_id, type, sender, origin_server_ts, depth, json, unsigned,
+		out = append(out, write{"insert events", `INSERT INTO events (stream_pos, event_id, room_id, type, sender, origin_server_ts, depth, json, unsigned,
 			state_group_before, state_group_after, rel_type, relates_to, txn_device, txn_id) OVERRIDING SYSTEM VALUE
 			SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::text[], $9::text[],
 				$10::bigint[], $11::bigint[], $12::text[], $13::text[], $14::text[], $15::text[])`,
-			pos, ids, rooms, types, senders, ts, depth, js, uns, before, after, relType, relatesTo, txnDev, txnID); err != nil {
-			return fmt.Errorf("insert events: %w", err)
-		}
-		tx.pendingEvents = tx.pendingEvents[:0]
+			[]any{pos, ids, rooms, types, senders, ts, depth, js, uns, before, after, relType, relatesTo, txnDev, txnID}})
 	}
 	if n := len(tx.pendingActs); n > 0 {
 		users, rooms, threads, acts := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -108,14 +126,11 @@ func (tx *Tx) flush(ctx context.Context) error {
 		for i, a := range tx.pendingActs {
 			users[i], rooms[i], pos[i], threads[i], hl[i], acts[i] = a.UserID, a.RoomID, a.StreamPos, a.ThreadID, int64(b2i(a.Highlight)), string(a.Actions)
 		}
-		if _, err := tx.tx.ExecContext(ctx, `INSERT INTO event_push_actions (user_id, room_id, stream_pos, thread_id, highlight, actions)
+		out = append(out, write{"insert push actions", `INSERT INTO event_push_actions (user_id, room_id, stream_pos, thread_id, highlight, actions)
 			SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::smallint[], $6::text[])
-			ON CONFLICT (user_id, room_id, stream_pos) DO NOTHING`, users, rooms, pos, threads, hl, acts); err != nil {
-			return fmt.Errorf("insert push actions: %w", err)
-		}
-		tx.pendingActs = tx.pendingActs[:0]
+			ON CONFLICT (user_id, room_id, stream_pos) DO NOTHING`, []any{users, rooms, pos, threads, hl, acts}})
 	}
-	return nil
+	return out
 }
 
 // nextEventPos hands out the next stream position reserved for the batch,
@@ -230,6 +245,26 @@ type claimed struct {
 // the same ID, the first claims it and the others see its result, as if
 // they had run one after the other.
 func (tx *Tx) claimTxns(ctx context.Context, jobs []*batchJob) error {
+	w, keys := tx.claimWrite(jobs)
+	if len(keys) == 0 {
+		return nil
+	}
+	rows, err := tx.tx.QueryContext(ctx, w.sql, w.args...)
+	if err != nil {
+		return err
+	}
+	inserted, err := scanClaimed(rows)
+	rows.Close()
+	if err != nil {
+		return err
+	}
+	return tx.claimsRecordedBefore(ctx, keys, inserted)
+}
+
+// claimWrite prepares the batch's claims (tx.claims) and returns the
+// statement that records them, returning the keys it inserted, and the
+// keys claimed (none: nothing to run).
+func (tx *Tx) claimWrite(jobs []*batchJob) (write, []txnKey) {
 	var keys []txnKey
 	for i, j := range jobs {
 		if j.claim == nil {
@@ -247,7 +282,7 @@ func (tx *Tx) claimTxns(ctx context.Context, jobs []*batchJob) error {
 		keys = append(keys, k)
 	}
 	if len(keys) == 0 {
-		return nil
+		return write{}, nil
 	}
 	// Arrays rather than a row of placeholders per claim: one statement
 	// text whatever the batch's size, prepared once per connection.
@@ -257,31 +292,37 @@ func (tx *Tx) claimTxns(ctx context.Context, jobs []*batchJob) error {
 		c := tx.claims[k]
 		users[i], devices[i], scopes[i], txns[i], results[i], ts[i] = k.user, k.device, k.scope, k.txn, c.result, jobs[c.owner].claim.TS
 	}
-	rows, err := tx.query(ctx, `INSERT INTO txn_ids (user_id, device_id, scope, txn_id, result, created_ts)
-		SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::bigint[])
+	return write{"claim transaction IDs", `INSERT INTO txn_ids (user_id, device_id, scope, txn_id, result, created_ts)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])
 		ON CONFLICT (user_id, device_id, scope, txn_id) DO NOTHING RETURNING user_id, device_id, scope, txn_id`,
-		users, devices, scopes, txns, results, ts)
-	if err != nil {
-		return err
-	}
-	inserted := make(map[txnKey]bool, len(keys))
+		[]any{users, devices, scopes, txns, results, ts}}, keys
+}
+
+// scanClaimed reads the keys the claim statement inserted (the caller
+// closes rows).
+func scanClaimed(rows interface {
+	Next() bool
+	Scan(...any) error
+	Err() error
+}) (map[txnKey]bool, error) {
+	inserted := map[txnKey]bool{}
 	for rows.Next() {
 		var k txnKey
 		if err := rows.Scan(&k.user, &k.device, &k.scope, &k.txn); err != nil {
-			rows.Close()
-			return err
+			return nil, err
 		}
 		inserted[k] = true
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
+	return inserted, rows.Err()
+}
+
+// claimsRecordedBefore reads the earlier results of the keys the claim
+// did not insert: they were recorded before the batch.
+func (tx *Tx) claimsRecordedBefore(ctx context.Context, keys []txnKey, inserted map[txnKey]bool) error {
 	if len(inserted) == len(keys) {
 		return nil
 	}
-	// Recorded before the batch: read their results.
-	users, devices, scopes, txns = users[:0], devices[:0], scopes[:0], txns[:0]
+	var users, devices, scopes, txns []string
 	for _, k := range keys {
 		if inserted[k] {
 			continue
@@ -289,7 +330,7 @@ func (tx *Tx) claimTxns(ctx context.Context, jobs []*batchJob) error {
 		users, devices, scopes, txns = append(users, k.user), append(devices, k.device), append(scopes, k.scope), append(txns, k.txn)
 		tx.claims[k].owner, tx.claims[k].result = -1, ""
 	}
-	rows, err = tx.query(ctx, `SELECT t.user_id, t.device_id, t.scope, t.txn_id, t.result FROM txn_ids t
+	rows, err := tx.query(ctx, `SELECT t.user_id, t.device_id, t.scope, t.txn_id, t.result FROM txn_ids t
 		JOIN unnest(?::text[], ?::text[], ?::text[], ?::text[]) AS k (user_id, device_id, scope, txn_id)
 		ON t.user_id = k.user_id AND t.device_id = k.device_id AND t.scope = k.scope AND t.txn_id = k.txn_id`,
 		users, devices, scopes, txns)

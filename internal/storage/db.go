@@ -224,7 +224,12 @@ func (db *DB) rebind(q string) string {
 // Tx is a write transaction. All writes happen inside one; see DB.WithTx.
 type Tx struct {
 	db *DB
-	tx *sql.Tx
+	// tx runs the statements: the *sql.Tx, or for a pipelined batch
+	// (PostgreSQL, pipeline.go) the connection its transaction runs on.
+	tx sqlRunner
+	// sqlTx is the *sql.Tx when there is one (statements prepared on
+	// the SQLite writer are bound to it).
+	sqlTx *sql.Tx
 	// afterCommit callbacks run once the transaction has committed.
 	afterCommit []func()
 	// missed are the queries the statement cache lacked (SQLite).
@@ -277,7 +282,7 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
-	tx := &Tx{db: db, tx: sqlTx}
+	tx := &Tx{db: db, tx: sqlTx, sqlTx: sqlTx}
 	defer tx.ended()
 	if err := fn(tx); err != nil {
 		_ = sqlTx.Rollback()
@@ -295,6 +300,13 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 
 // committed counts a commit of a write transaction.
 func (db *DB) committed() { db.commits.Add(1) }
+
+// sqlRunner runs statements: a *sql.Tx or a *sql.Conn.
+type sqlRunner interface {
+	ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
+}
 
 // AfterCommit registers f to run after the transaction commits successfully.
 func (tx *Tx) AfterCommit(f func()) { tx.afterCommit = append(tx.afterCommit, f) }
@@ -363,7 +375,7 @@ func (tx *Tx) stmtFor(ctx context.Context, q string, always bool) *sql.Stmt {
 	}
 	// The statement was prepared on the writer's one connection, which tx
 	// holds, so this re-uses it without preparing again.
-	return tx.tx.StmtContext(ctx, st)
+	return tx.sqlTx.StmtContext(ctx, st)
 }
 
 // insertReturningID inserts a row and returns the value of its integer

@@ -407,21 +407,11 @@ func (tx *Tx) updateRoomHead(ctx context.Context, room *Room) error {
 // advanced, in one statement on PostgreSQL.
 func (tx *Tx) flushRoomHeads(ctx context.Context) error {
 	if tx.db.dialect == Postgres && len(tx.dirtyRooms) > 0 {
-		var ids, latest []string
-		var depth, group []int64
-		for i, id := range tx.dirtyRooms {
-			if slices.Contains(tx.dirtyRooms[:i], id) {
-				continue
-			}
-			r := tx.locked[id]
-			ids, latest, depth, group = append(ids, id), append(latest, r.LatestEventID), append(depth, r.Depth), append(group, r.StateGroup)
-		}
+		w := tx.roomHeadsWrite()
 		if err := tx.settle(ctx); err != nil {
 			return err
 		}
-		_, err := tx.tx.ExecContext(ctx, `UPDATE rooms SET latest_event_id = v.latest, depth = v.depth, state_group = v.grp
-			FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS v(room_id, latest, depth, grp) WHERE rooms.room_id = v.room_id`,
-			ids, latest, depth, group)
+		_, err := tx.tx.ExecContext(ctx, w.sql, w.args...)
 		tx.dirtyRooms = nil
 		return err
 	}
@@ -436,6 +426,23 @@ func (tx *Tx) flushRoomHeads(ctx context.Context) error {
 	}
 	tx.dirtyRooms = nil
 	return nil
+}
+
+// roomHeadsWrite is the statement writing the heads of the batch's rooms
+// that AppendEvent advanced (PostgreSQL, tx.dirtyRooms not empty).
+func (tx *Tx) roomHeadsWrite() write {
+	var ids, latest []string
+	var depth, group []int64
+	for i, id := range tx.dirtyRooms {
+		if slices.Contains(tx.dirtyRooms[:i], id) {
+			continue
+		}
+		r := tx.locked[id]
+		ids, latest, depth, group = append(ids, id), append(latest, r.LatestEventID), append(depth, r.Depth), append(group, r.StateGroup)
+	}
+	return write{"update rooms", `UPDATE rooms SET latest_event_id = v.latest, depth = v.depth, state_group = v.grp
+		FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS v(room_id, latest, depth, grp) WHERE rooms.room_id = v.room_id`,
+		[]any{ids, latest, depth, group}}
 }
 
 // maxStateChain bounds how many deltas are chained before a full snapshot.

@@ -224,12 +224,15 @@ func (g *groupCommitter) run(batch []*batchJob) {
 // that failed (and its error), or -1 and the error of the transaction
 // itself (nil once committed).
 func (g *groupCommitter) attempt(jobs []*batchJob, writeBehind bool) (int, error) {
+	if writeBehind {
+		return g.attemptPipelined(jobs)
+	}
 	db := g.db
 	sqlTx, err := db.write.BeginTx(context.Background(), nil)
 	if err != nil {
 		return -1, fmt.Errorf("begin transaction: %w", err)
 	}
-	tx := &Tx{db: db, tx: sqlTx, inBatch: true}
+	tx := &Tx{db: db, tx: sqlTx, sqlTx: sqlTx, inBatch: true}
 	defer tx.ended()
 	if tx.cachesRooms() {
 		tx.beginRooms()
