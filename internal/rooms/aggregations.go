@@ -17,25 +17,79 @@ import (
 // the batch has children. For a viewer who left the room, edits and
 // threads newer than their leave are not shown.
 func (e *Engine) BundleAggregations(ctx context.Context, v Viewer, evs []storage.Event, out []ClientEvent) error {
-	return e.bundle(ctx, v, evs, out, true)
+	return e.bundle(ctx, v, evs, out, true, nil)
 }
 
-func (e *Engine) bundle(ctx context.Context, v Viewer, evs []storage.Event, out []ClientEvent, withThreads bool) error {
-	if len(evs) == 0 || len(evs) != len(out) {
-		return nil
-	}
+// BundleAggregationsKnown is BundleAggregations with the relation targets
+// of the events read beforehand (see CheckRelationTargets), for a caller
+// bundling many batches of events, such as the rooms of a sync.
+func (e *Engine) BundleAggregationsKnown(ctx context.Context, v Viewer, evs []storage.Event, out []ClientEvent, known *RelationTargets) error {
+	return e.bundle(ctx, v, evs, out, true, known)
+}
+
+// RelationTargets records which events were checked for children
+// (CheckRelationTargets) and which have some.
+type RelationTargets struct {
+	checked, targets map[string]bool
+}
+
+// relationCandidates returns the IDs of the events whose children bundle
+// looks for: not state events, not edits.
+func relationCandidates(evs []storage.Event) []string {
 	ids := make([]string, 0, len(evs))
 	for i := range evs {
 		if evs[i].StateKey == nil && evs[i].RelType != "m.replace" {
 			ids = append(ids, evs[i].EventID)
 		}
 	}
+	return ids
+}
+
+// CheckRelationTargets reads, in one query per 500 events, which of evs
+// have children that BundleAggregations would bundle.
+func (e *Engine) CheckRelationTargets(ctx context.Context, evs []storage.Event) (*RelationTargets, error) {
+	ids := relationCandidates(evs)
+	targets, err := e.db.RelationTargets(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	known := &RelationTargets{checked: make(map[string]bool, len(ids)), targets: targets}
+	for _, id := range ids {
+		known.checked[id] = true
+	}
+	return known, nil
+}
+
+// lookup answers from known when it checked every one of ids.
+func (known *RelationTargets) lookup(ids []string) (map[string]bool, bool) {
+	if known == nil {
+		return nil, false
+	}
+	for _, id := range ids {
+		if !known.checked[id] {
+			return nil, false
+		}
+	}
+	return known.targets, true
+}
+
+func (e *Engine) bundle(ctx context.Context, v Viewer, evs []storage.Event, out []ClientEvent, withThreads bool, known *RelationTargets) error {
+	if len(evs) == 0 || len(evs) != len(out) {
+		return nil
+	}
+	ids := relationCandidates(evs)
 	if len(ids) == 0 {
 		return nil
 	}
-	targets, err := e.db.RelationTargets(ctx, ids)
-	if err != nil || len(targets) == 0 {
-		return err
+	targets, ok := known.lookup(ids)
+	if !ok {
+		var err error
+		if targets, err = e.db.RelationTargets(ctx, ids); err != nil {
+			return err
+		}
+	}
+	if len(targets) == 0 {
+		return nil
 	}
 	// What the viewer may read of each room with children: all of it while
 	// joined, up to their leave otherwise.
@@ -105,7 +159,7 @@ func (e *Engine) bundle(ctx context.Context, v Viewer, evs []storage.Event, out 
 				lce := []ClientEvent{Format(le, v, out[i].RoomID != "", nil)}
 				// The latest event's own edits are bundled too (one level:
 				// thread replies are never thread roots).
-				if err := e.bundle(ctx, v, []storage.Event{*le}, lce, false); err != nil {
+				if err := e.bundle(ctx, v, []storage.Event{*le}, lce, false, nil); err != nil {
 					return err
 				}
 				rel["m.thread"] = map[string]any{

@@ -32,6 +32,7 @@ func TestSyncQueryPlans(t *testing.T) {
 		{"StateChangesAndMembers", stateChangesAndMembersSQL(2, 2), []string{"events_room_stream (room_id=? AND stream_pos>? AND stream_pos<?)",
 			"SEARCH c USING INDEX sqlite_autoindex_current_state_1 (room_id=? AND type=? AND state_key=?)"}},
 		{"TimelinePage", timelinePageSQL(11), []string{"events_room_stream (room_id=? AND stream_pos>? AND stream_pos<?)"}},
+		{"TimelinePages", timelinePagesSQL(2, 11), []string{"SCAN t0", "SCAN t1", "events_room_stream (room_id=? AND stream_pos>? AND stream_pos<?)"}},
 		{"UnreadCountsRooms", unreadCountsRoomsSQL(2), []string{"MATERIALIZE rp", "SEARCH p USING PRIMARY KEY (user_id=? AND room_id=? AND stream_pos>?)",
 			"SEARCH r USING INDEX sqlite_autoindex_receipts_1 (room_id=? AND receipt_type=? AND user_id=? AND thread_id=?)"}},
 		{"ThreadRoots", threadRootsSQL(false), []string{"events_room_rel (room_id=? AND rel_type=?"}},

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -525,6 +526,58 @@ func (db *DB) TimelinePage(ctx context.Context, roomID string, from, to int64, l
 		return nil, err
 	}
 	return scanEvents(rows)
+}
+
+// TimelinePageReq names a room's range for TimelinePages.
+type TimelinePageReq struct {
+	RoomID   string
+	From, To int64
+}
+
+// timelinePagesChunk bounds the rooms of one TimelinePages statement.
+const timelinePagesChunk = 50
+
+// TimelinePages is TimelinePage for many rooms, one statement per 50
+// rooms: an initial sync of 500 rooms read its timelines in 500 round
+// trips. The answer holds each room's page, newest first.
+func (db *DB) TimelinePages(ctx context.Context, reqs []TimelinePageReq, limit int) (map[string][]Event, error) {
+	out := make(map[string][]Event, len(reqs))
+	for start := 0; start < len(reqs); start += timelinePagesChunk {
+		chunk := reqs[start:min(start+timelinePagesChunk, len(reqs))]
+		args := make([]any, 0, 3*len(chunk))
+		for _, r := range chunk {
+			args = append(args, r.RoomID, r.From, r.To)
+			out[r.RoomID] = nil
+		}
+		rows, err := db.query(ctx, timelinePagesSQL(len(chunk), limit), args...)
+		if err != nil {
+			return nil, err
+		}
+		evs, err := scanEvents(rows)
+		if err != nil {
+			return nil, err
+		}
+		for _, ev := range evs {
+			out[ev.RoomID] = append(out[ev.RoomID], ev)
+		}
+	}
+	for _, evs := range out {
+		sort.Slice(evs, func(i, j int) bool { return evs[i].StreamPos > evs[j].StreamPos })
+	}
+	return out, nil
+}
+
+// timelinePagesSQL is TimelinePages' statement for n rooms: timelinePageSQL
+// once per room, each through events_room_stream.
+func timelinePagesSQL(n, limit int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteString(" UNION ALL ")
+		}
+		fmt.Fprintf(&b, "SELECT * FROM (%s) AS t%d", timelinePageSQL(limit), i)
+	}
+	return b.String()
 }
 
 func timelinePageSQL(limit int) string {

@@ -456,6 +456,30 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 	// Timelines first: the state of a full room is the state before its
 	// timeline, read below for all rooms at once where possible.
 	tls := make([]timelinePart, len(plans))
+	views := make([]eventView, len(plans))
+	var pages []storage.TimelinePageReq
+	for i, p := range plans {
+		if !p.hasEvents {
+			continue
+		}
+		views[i] = joinedView{}
+		if vis, ok := batch.vis[p.roomID]; ok {
+			views[i] = vis
+		}
+		tlFrom := fromEv
+		if p.fresh {
+			tlFrom = 0
+		}
+		pages = append(pages, storage.TimelinePageReq{RoomID: p.roomID, From: tlFrom, To: views[i].VisibleUpTo(now.Events)})
+	}
+	// The first page of every timeline at once when there are several
+	// (an initial sync: a statement per 50 rooms, not one per room).
+	var firstPages map[string][]storage.Event
+	if len(pages) > 1 {
+		if firstPages, err = s.db.TimelinePages(ctx, pages, timelinePage(&f.Room.Timeline)); err != nil {
+			return nil, nil, err
+		}
+	}
 	for i, p := range plans {
 		if !p.hasEvents {
 			continue
@@ -465,11 +489,19 @@ func (s *Service) build(ctx context.Context, req *httpapi.Requester, since *Toke
 		if p.fresh {
 			tlFrom = 0
 		}
-		var view eventView = joinedView{}
-		if vis, ok := batch.vis[p.roomID]; ok {
-			view = vis
+		first, ok := firstPages[p.roomID]
+		if tls[i].events, tls[i].limited, err = s.timelineFrom(ctx, viewer, p.roomID, tlFrom, now.Events, &f.Room.Timeline, views[i], first, ok); err != nil {
+			return nil, nil, err
 		}
-		if tls[i].events, tls[i].limited, err = s.timeline(ctx, viewer, p.roomID, tlFrom, now.Events, &f.Room.Timeline, view); err != nil {
+	}
+	// Which timeline events have children to bundle (edits, threads),
+	// for all rooms at once rather than a query per room.
+	var read []storage.Event
+	for i := range tls {
+		read = append(read, tls[i].events...)
+	}
+	if len(read) > 0 {
+		if batch.relations, err = s.engine.CheckRelationTargets(ctx, read); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -657,6 +689,16 @@ func (joinedView) VisibleUpTo(limit int64) int64 { return limit }
 // remain in the range (limited).
 // vis is the user's view of the room, loaded when nil.
 func (s *Service) timeline(ctx context.Context, viewer rooms.Viewer, roomID string, from, to int64, f *filter.RoomEventFilter, vis eventView) ([]storage.Event, bool, error) {
+	return s.timelineFrom(ctx, viewer, roomID, from, to, f, vis, nil, false)
+}
+
+// timelinePage is how many events a timeline's page reads: one more than
+// the limit, to know whether older ones remain.
+func timelinePage(f *filter.RoomEventFilter) int { return f.LimitOr(10, 100) + 1 }
+
+// timelineFrom is timeline with, when havePage, its first page read
+// beforehand (storage.TimelinePages, up to vis.VisibleUpTo(to)).
+func (s *Service) timelineFrom(ctx context.Context, viewer rooms.Viewer, roomID string, from, to int64, f *filter.RoomEventFilter, vis eventView, firstPage []storage.Event, havePage bool) ([]storage.Event, bool, error) {
 	limit := f.LimitOr(10, 100)
 	if vis == nil {
 		v, err := s.engine.NewVisibility(ctx, roomID, viewer.UserID)
@@ -668,14 +710,18 @@ func (s *Service) timeline(ctx context.Context, viewer rooms.Viewer, roomID stri
 	to = vis.VisibleUpTo(to)
 	var out []storage.Event
 	limited := false
-	page := limit + 1
+	page := timelinePage(f)
 	cursor, scanned := to, 0
 scan:
 	for {
-		batch, err := s.db.TimelinePage(ctx, roomID, from, cursor, page)
-		if err != nil {
-			return nil, false, err
+		batch := firstPage
+		if !havePage {
+			var err error
+			if batch, err = s.db.TimelinePage(ctx, roomID, from, cursor, page); err != nil {
+				return nil, false, err
+			}
 		}
+		havePage = false
 		for i := range batch {
 			if len(out) == limit {
 				limited = true // an older event remains
@@ -699,7 +745,9 @@ scan:
 	return out, limited, nil
 }
 
-func (s *Service) formatAll(ctx context.Context, evs []storage.Event, viewer rooms.Viewer) ([]rooms.ClientEvent, error) {
+// formatAll formats evs for viewer with their bundled aggregations;
+// known, when not nil, holds relation targets read beforehand.
+func (s *Service) formatAll(ctx context.Context, evs []storage.Event, viewer rooms.Viewer, known *rooms.RelationTargets) ([]rooms.ClientEvent, error) {
 	out := make([]rooms.ClientEvent, 0, len(evs))
 	var redactionIDs []string
 	for i := range evs {
@@ -720,7 +768,7 @@ func (s *Service) formatAll(ctx context.Context, evs []storage.Event, viewer roo
 	for i := range evs {
 		out = append(out, rooms.Format(&evs[i], viewer, false, redactions[evs[i].RedactedBy]))
 	}
-	if err := s.engine.BundleAggregations(ctx, viewer, evs, out); err != nil {
+	if err := s.engine.BundleAggregationsKnown(ctx, viewer, evs, out, known); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -863,10 +911,10 @@ func (s *Service) joinedRoom(ctx context.Context, req *httpapi.Requester, viewer
 		}
 	}
 	sort.Slice(kept, func(i, j int) bool { return kept[i].StreamPos < kept[j].StreamPos })
-	if jr.State.Events, err = s.formatAll(ctx, kept, viewer); err != nil {
+	if jr.State.Events, err = s.formatAll(ctx, kept, viewer, batch.relations); err != nil {
 		return nil, err
 	}
-	if jr.Timeline.Events, err = s.formatAll(ctx, tl, viewer); err != nil {
+	if jr.Timeline.Events, err = s.formatAll(ctx, tl, viewer, batch.relations); err != nil {
 		return nil, err
 	}
 	jr.Timeline.Limited = limited
@@ -946,6 +994,8 @@ type roomBatch struct {
 	// the window) of the timeline senders of the rooms listed with a state
 	// delta, by room and user; a room is present when they were read.
 	members map[string]map[string]*storage.Event
+	// relations holds which timeline events have children to bundle.
+	relations *rooms.RelationTargets
 }
 
 // timelinePart is a joined room's timeline as read for a sync.
@@ -1085,10 +1135,10 @@ func (s *Service) leftRoom(ctx context.Context, req *httpapi.Requester, viewer r
 	if f.Room.State.LazyLoadMembers {
 		state = lazyMembers(state, tl, req.UserID)
 	}
-	if lr.State.Events, err = s.formatAll(ctx, state, viewer); err != nil {
+	if lr.State.Events, err = s.formatAll(ctx, state, viewer, nil); err != nil {
 		return nil, err
 	}
-	if lr.Timeline.Events, err = s.formatAll(ctx, tl, viewer); err != nil {
+	if lr.Timeline.Events, err = s.formatAll(ctx, tl, viewer, nil); err != nil {
 		return nil, err
 	}
 	lr.Timeline.Limited = limited

@@ -123,6 +123,7 @@ func BenchmarkInitialSync(b *testing.B) {
 		b.Run("lazy="+strconv.FormatBool(lazy), func(b *testing.B) {
 			q := url.Values{"filter": {filterParam(lazy)}}
 			var cpu cpuMeter
+			r0 := f.srv.Srv.DB.ReadStatements()
 			for b.Loop() {
 				cpu.begin()
 				resp := f.sync(b, q)
@@ -132,6 +133,7 @@ func BenchmarkInitialSync(b *testing.B) {
 				}
 			}
 			cpu.report(b)
+			b.ReportMetric(float64(f.srv.Srv.DB.ReadStatements()-r0)/float64(b.N), "reads/op")
 		})
 	}
 }
