@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -32,7 +33,7 @@ func TestBenchSmoke(t *testing.T) {
 		"--join-room-members", "15", "--senders", "4", "--duration", "1500ms",
 		"--sync-clients", "40", "--delivery-rate", "40", "--delivery-room-members", "5",
 		"--initial-sync-rooms", "14", "--searches", "30", "--concurrency", "8",
-		"--pid", "0",
+		"--pid", "0", "--probe-log", filepath.Join(t.TempDir(), "probes.csv"),
 	}, os.Stderr)
 	if err != nil {
 		t.Fatal(err)
@@ -102,6 +103,22 @@ func TestBenchSmoke(t *testing.T) {
 	}
 	if !strings.Contains(table.String(), "acknowledged events/s") {
 		t.Errorf("table lacks the send figures")
+	}
+	// The probe log: a header, then one line per probe, each delivered.
+	log, err := os.ReadFile(o.ProbeLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(log)), "\n")
+	probes, _ := rep.get("delivery", "probes sent")
+	if len(lines) != int(probes)+1 || !strings.HasPrefix(lines[0], "seq,sent_ms,send_ms,") {
+		t.Fatalf("probe log: %d lines for %v probes, header %q", len(lines), probes, lines[0])
+	}
+	for _, l := range lines[1:] {
+		f := strings.Split(l, ",")
+		if len(f) != 6 || f[5] == "0" || f[3] == "0.00" {
+			t.Errorf("probe log line %q: want six fields and deliveries", l)
+		}
 	}
 }
 

@@ -61,6 +61,7 @@ type options struct {
 	Timeout      time.Duration `json:"request_timeout_ns"`
 	JSONPath     string        `json:"-"`
 	StatePath    string        `json:"state,omitempty"`
+	ProbeLog     string        `json:"probe_log,omitempty"`
 }
 
 // Full-scale sizes, multiplied by --scale.
@@ -111,6 +112,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.ServerLog, "server-log", "", "file for the output of --server-cmd (default: discarded)")
 	fs.DurationVar(&o.Timeout, "request-timeout", 2*time.Minute, "timeout of each request (long-polls excepted)")
 	fs.StringVar(&o.JSONPath, "json", "", "also write the results as JSON to this file (\"-\": standard output, instead of the table)")
+	fs.StringVar(&o.ProbeLog, "probe-log", "", "write one CSV line per delivery probe to this file: when it was sent (ms from the first), its send latency, its slowest and median delivery (ms), deliveries")
 	fs.StringVar(&o.StatePath, "state", "", "file keeping the accounts (with tokens) and rooms built, read at start and written after each scenario: a later run with the same --prefix against the same database reuses them (and builds only what larger sizes add)")
 	if err := fs.Parse(args); err != nil {
 		return o, err

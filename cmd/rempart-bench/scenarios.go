@@ -368,6 +368,7 @@ func (b *bench) scenarioDelivery(ctx context.Context) error {
 	total := int(dur.Seconds() * float64(b.o.SyncRate))
 	sentAt := make([]atomic.Int64, total)
 	delivered := make([]atomic.Int64, total)
+	probes := newProbeLog(total)
 	var lat latencies
 	var wantTotal, gotTotal, dup, syncReqs atomic.Int64
 	var pollErrs atomic.Int64
@@ -419,6 +420,7 @@ func (b *bench) scenarioDelivery(ctx context.Context) error {
 						c.seen[seq] = true
 						if t := sentAt[seq].Load(); t > 0 {
 							lat.add(now.Sub(time.Unix(0, t)))
+							probes.delivered(seq, now.Sub(time.Unix(0, t)))
 						}
 						delivered[seq].Add(1)
 						gotTotal.Add(1)
@@ -489,6 +491,7 @@ func (b *bench) scenarioDelivery(ctx context.Context) error {
 				return
 			}
 			sendLat.add(time.Since(t))
+			probes.sent(seq, t.Sub(start), time.Since(t))
 		}()
 	}
 	senders.Wait()
@@ -501,6 +504,11 @@ func (b *bench) scenarioDelivery(ctx context.Context) error {
 	}
 	stopPolls()
 	pollers.Wait()
+	if b.o.ProbeLog != "" {
+		if err := probes.write(b.o.ProbeLog); err != nil {
+			return fmt.Errorf("probe log: %w", err)
+		}
+	}
 	s := lat.summary()
 	want := wantTotal.Load()
 	frac := 0.0
