@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"net/http"
 	"sort"
 	"strconv"
@@ -268,7 +269,7 @@ func (s *Service) Handle(r *http.Request) (any, error) {
 	if timeoutMS < 0 {
 		timeoutMS = 0
 	}
-	timeout := min(time.Duration(timeoutMS)*time.Millisecond, s.MaxTimeout)
+	timeout := jitter(min(time.Duration(timeoutMS)*time.Millisecond, s.MaxTimeout))
 	switch sp := q.Get("set_presence"); sp {
 	case "", "online", "offline", "unavailable":
 	default:
@@ -326,6 +327,20 @@ func (s *Service) Handle(r *http.Request) (any, error) {
 		}
 		timer.Stop()
 	}
+}
+
+// jitter shortens a long-poll's timeout by up to a fifth, at random.
+// Clients poll again as soon as they get an answer, so long-polls that
+// started together (thousands of clients reconnecting after a restart or a
+// network cut, or woken by one message) would otherwise all time out
+// together, again and again: in the load benchmark, 5,000 empty answers
+// and 5,000 new polls within a second stalled the server for two seconds
+// every thirty. The spec lets the server answer before the timeout.
+func jitter(timeout time.Duration) time.Duration {
+	if timeout < time.Second {
+		return timeout
+	}
+	return timeout - rand.N(timeout/5)
 }
 
 // build assembles the answer of a sync between since (nil: initial) and
