@@ -237,17 +237,6 @@ func (g *groupCommitter) attempt(jobs []*batchJob, writeBehind bool) (int, error
 	if tx.cachesRooms() {
 		tx.beginRooms()
 	}
-	// behind turns a failure into errWriteBehind when it comes from a
-	// buffered write.
-	behind := func(err error) error {
-		if tx.flushErr != nil && !isRetryable(tx.flushErr) {
-			return errWriteBehind{tx.flushErr}
-		}
-		if tx.flushErr != nil {
-			return tx.flushErr
-		}
-		return err
-	}
 	if db.dialect == Postgres {
 		// The event-order lock first, then the rooms, as AppendEvent
 		// would take them one by one.
@@ -276,32 +265,12 @@ func (g *groupCommitter) attempt(jobs []*batchJob, writeBehind bool) (int, error
 			return -1, fmt.Errorf("claim transaction IDs: %w", err)
 		}
 	}
-	for i, j := range jobs {
-		tx.unit, tx.unitsLeft = i, len(jobs)-i
-		if err := j.fn(context.WithoutCancel(j.ctx), tx); err != nil {
-			_ = sqlTx.Rollback()
-			if tx.flushErr != nil {
-				return -1, behind(err)
-			}
-			if isRetryable(err) {
-				// Not this unit's fault: replay the whole batch.
-				return -1, err
-			}
-			return i, err
-		}
-	}
-	if tx.flushErr != nil {
-		// A unit swallowed the failure of a buffered write.
-		_ = sqlTx.Rollback()
-		return -1, behind(nil)
-	}
-	if i := tx.untakenClaim(); i >= 0 {
-		_ = sqlTx.Rollback()
-		return i, errors.New("transaction ID claimed for the batch but not taken by its unit")
+	if failed, err := tx.runUnits(jobs, func() { _ = sqlTx.Rollback() }); err != nil {
+		return failed, err
 	}
 	if err := tx.settle(context.Background()); err != nil {
 		_ = sqlTx.Rollback()
-		return -1, behind(err)
+		return -1, tx.behind(err)
 	}
 	if err := tx.flushRoomHeads(context.Background()); err != nil {
 		_ = sqlTx.Rollback()
@@ -319,6 +288,50 @@ func (g *groupCommitter) attempt(jobs []*batchJob, writeBehind bool) (int, error
 		f()
 	}
 	return -1, nil
+}
+
+// runUnits runs the units of a batch in tx, then checks that no buffered
+// write failed unseen and that every transaction ID claimed for the batch
+// was taken by its unit. On a failure it rolls back (rollback) and returns
+// the index of the unit to fail alone, or -1 when the whole batch is to be
+// replayed or failed, with the error.
+func (tx *Tx) runUnits(jobs []*batchJob, rollback func()) (int, error) {
+	for i, j := range jobs {
+		tx.unit, tx.unitsLeft = i, len(jobs)-i
+		if err := j.fn(context.WithoutCancel(j.ctx), tx); err != nil {
+			rollback()
+			if tx.flushErr != nil {
+				return -1, tx.behind(err)
+			}
+			if isRetryable(err) {
+				// Not this unit's fault: replay the whole batch.
+				return -1, err
+			}
+			return i, err
+		}
+	}
+	if tx.flushErr != nil {
+		// A unit swallowed the failure of a buffered write.
+		rollback()
+		return -1, tx.behind(nil)
+	}
+	if i := tx.untakenClaim(); i >= 0 {
+		rollback()
+		return i, errors.New("transaction ID claimed for the batch but not taken by its unit")
+	}
+	return -1, nil
+}
+
+// behind turns a failure into errWriteBehind when it comes from a
+// buffered write (see run).
+func (tx *Tx) behind(err error) error {
+	if tx.flushErr != nil && !isRetryable(tx.flushErr) {
+		return errWriteBehind{tx.flushErr}
+	}
+	if tx.flushErr != nil {
+		return tx.flushErr
+	}
+	return err
 }
 
 // lockRooms locks the rooms of a batch in room ID order (PostgreSQL) and

@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
-// A batch on PostgreSQL in three round trips. The write-behind
+// A batch on PostgreSQL in two round trips. The write-behind
 // (batchwrite.go) already made a batch of messages cost the same ten
 // statements whatever its size, but each is a round trip: under a load of
 // woken long-polls, whose statements keep PostgreSQL's processes busy,
@@ -50,15 +50,6 @@ func (g *groupCommitter) attemptPipelined(jobs []*batchJob) (int, error) {
 			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 		}
 	}
-	behind := func(err error) error {
-		if tx.flushErr != nil && !isRetryable(tx.flushErr) {
-			return errWriteBehind{tx.flushErr}
-		}
-		if tx.flushErr != nil {
-			return tx.flushErr
-		}
-		return err
-	}
 	keys, inserted, err := tx.beginPipelined(ctx, conn.Raw, jobs)
 	if err == nil {
 		err = tx.claimsRecordedBefore(ctx, keys, inserted)
@@ -70,26 +61,8 @@ func (g *groupCommitter) attemptPipelined(jobs []*batchJob) (int, error) {
 		}
 		return -1, fmt.Errorf("begin batch: %w", err)
 	}
-	for i, j := range jobs {
-		tx.unit, tx.unitsLeft = i, len(jobs)-i
-		if err := j.fn(context.WithoutCancel(j.ctx), tx); err != nil {
-			rollback()
-			if tx.flushErr != nil {
-				return -1, behind(err)
-			}
-			if isRetryable(err) {
-				return -1, err
-			}
-			return i, err
-		}
-	}
-	if tx.flushErr != nil {
-		rollback()
-		return -1, behind(nil)
-	}
-	if i := tx.untakenClaim(); i >= 0 {
-		rollback()
-		return i, errors.New("transaction ID claimed for the batch but not taken by its unit")
+	if failed, err := tx.runUnits(jobs, rollback); err != nil {
+		return failed, err
 	}
 	committed, err := tx.commitPipelined(ctx, conn.Raw)
 	if !committed {
