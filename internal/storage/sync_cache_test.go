@@ -15,12 +15,7 @@ import (
 func TestSyncCachesSeeEveryWrite(t *testing.T) {
 	db, _ := openTestDB(t)
 	ctx := context.Background()
-	write := func(f func(tx *storage.Tx) error) {
-		t.Helper()
-		if err := db.WithTx(ctx, f); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(f func(tx *storage.Tx) error) { t.Helper(); mustTx(t, db, f) }
 	batchRooms(t, db, "!a:t", "!b:t")
 	n := 0
 	member := func(room, user, membership string) {

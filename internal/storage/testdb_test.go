@@ -22,3 +22,11 @@ func openTestDB(tb testing.TB) (*storage.DB, string) {
 	tb.Cleanup(func() { db.Close() })
 	return db, url
 }
+
+// mustTx runs f in a write transaction and fails the test if it fails.
+func mustTx(tb testing.TB, db *storage.DB, f func(tx *storage.Tx) error) {
+	tb.Helper()
+	if err := db.WithTx(context.Background(), f); err != nil {
+		tb.Fatal(err)
+	}
+}

@@ -15,12 +15,7 @@ import (
 func TestTokenLookupSeesEveryRevocation(t *testing.T) {
 	db, _ := openTestDB(t)
 	ctx := context.Background()
-	write := func(f func(tx *storage.Tx) error) {
-		t.Helper()
-		if err := db.WithTx(ctx, f); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(f func(tx *storage.Tx) error) { t.Helper(); mustTx(t, db, f) }
 	newSession := func(user, device, hash string) {
 		t.Helper()
 		write(func(tx *storage.Tx) error {
