@@ -337,6 +337,21 @@ func (tx *Tx) behind(err error) error {
 // lockRooms locks the rooms of a batch in room ID order (PostgreSQL) and
 // keeps their rows for LockRoom, which then needs no round trip.
 func (tx *Tx) lockRooms(jobs []*batchJob) error {
+	ids := batchRoomIDs(jobs)
+	if len(ids) == 0 {
+		return nil
+	}
+	rows, err := tx.tx.QueryContext(context.Background(), lockRoomsSQL, ids)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	return tx.keepLocked(rows, len(ids))
+}
+
+// batchRoomIDs returns the rooms of a batch's units, sorted: the order in
+// which a batch locks them.
+func batchRoomIDs(jobs []*batchJob) []string {
 	seen := make(map[string]bool, len(jobs))
 	ids := make([]string, 0, len(jobs))
 	for _, j := range jobs {
@@ -345,18 +360,23 @@ func (tx *Tx) lockRooms(jobs []*batchJob) error {
 			ids = append(ids, j.roomID)
 		}
 	}
-	if len(ids) == 0 {
-		return nil
-	}
 	sort.Strings(ids)
-	// An array rather than a placeholder per room: one statement text
-	// whatever the batch's size, prepared once per connection.
-	rows, err := tx.query(context.Background(), `SELECT `+roomColumns+` FROM rooms WHERE room_id = ANY(?::text[]) ORDER BY room_id FOR UPDATE`, ids)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	tx.locked = make(map[string]Room, len(ids))
+	return ids
+}
+
+// lockRoomsSQL locks and reads the rooms of a batch, in room ID order. An
+// array rather than a placeholder per room: one statement text whatever
+// the batch's size, prepared once per connection.
+const lockRoomsSQL = `SELECT ` + roomColumns + ` FROM rooms WHERE room_id = ANY($1::text[]) ORDER BY room_id FOR UPDATE`
+
+// keepLocked keeps the room rows lockRoomsSQL returned in tx.locked (the
+// caller closes rows).
+func (tx *Tx) keepLocked(rows interface {
+	Next() bool
+	Scan(...any) error
+	Err() error
+}, n int) error {
+	tx.locked = make(map[string]Room, n)
 	for rows.Next() {
 		r, err := scanRoom(rows)
 		if err != nil {

@@ -105,15 +105,7 @@ func pgxConn(driverConn any) (*pgx.Conn, error) {
 // reserves a stream position per unit, in one round trip. It returns the
 // claimed keys and those the claim inserted (see claimsRecordedBefore).
 func (tx *Tx) beginPipelined(ctx context.Context, raw rawFunc, jobs []*batchJob) ([]txnKey, map[txnKey]bool, error) {
-	seen := make(map[string]bool, len(jobs))
-	ids := make([]string, 0, len(jobs))
-	for _, j := range jobs {
-		if j.roomID != "" && !seen[j.roomID] {
-			seen[j.roomID] = true
-			ids = append(ids, j.roomID)
-		}
-	}
-	sort.Strings(ids)
+	ids := batchRoomIDs(jobs)
 	claim, keys := tx.claimWrite(jobs)
 	var inserted map[txnKey]bool
 	err := raw(func(dc any) error {
@@ -125,7 +117,7 @@ func (tx *Tx) beginPipelined(ctx context.Context, raw rawFunc, jobs []*batchJob)
 		b.Queue("BEGIN")
 		b.Queue(`SELECT pg_advisory_xact_lock($1)`, int64(eventOrderLock))
 		if len(ids) > 0 {
-			b.Queue(`SELECT `+roomColumns+` FROM rooms WHERE room_id = ANY($1::text[]) ORDER BY room_id FOR UPDATE`, ids)
+			b.Queue(lockRoomsSQL, ids)
 		}
 		if len(keys) > 0 {
 			b.Queue(claim.sql, claim.args...)
@@ -146,16 +138,9 @@ func (tx *Tx) beginPipelined(ctx context.Context, raw rawFunc, jobs []*batchJob)
 			if err != nil {
 				return fmt.Errorf("lock rooms: %w", err)
 			}
-			for rows.Next() {
-				r, err := scanRoom(rows)
-				if err != nil {
-					rows.Close()
-					return fmt.Errorf("lock rooms: %w", err)
-				}
-				tx.locked[r.RoomID] = r
-			}
+			err = tx.keepLocked(rows, len(ids))
 			rows.Close()
-			if err := rows.Err(); err != nil {
+			if err != nil {
 				return fmt.Errorf("lock rooms: %w", err)
 			}
 		}
