@@ -15,8 +15,9 @@ import (
 const maxCachedRulesets = 20000
 
 // Evaluator decides, when an event is stored, which local members of its
-// room it notifies, and records that in event_push_actions (the source of
-// unread counts and GET /notifications). Each member's rules are loaded
+// room it notifies, and records that as push actions (the source of
+// unread counts and GET /notifications; see storage/push_staged.go for
+// where they are kept). Each member's rules are loaded
 // and compiled at most once per rule change: the cache is keyed by the
 // version of the user's rules (the stream position of their m.push_rules
 // account data, which every change advances), so it stays correct when

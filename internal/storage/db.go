@@ -68,6 +68,10 @@ type DB struct {
 	roomGen  atomic.Uint64
 	// reads counts the statements of db.query and db.queryRow.
 	reads atomic.Uint64
+	// stagedActs counts the rows waiting in event_push_staged, as far as
+	// this process knows (see push_staged.go).
+	stagedActs atomic.Int64
+	mover      stagedMover
 }
 
 // Open connects to the database named by url: "postgres://…" or
@@ -174,6 +178,10 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		return nil, fmt.Errorf("connect to database: %w", err)
 	}
 	if err := db.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := db.countStagedActs(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}

@@ -1,5 +1,7 @@
 package storage
 
+import "context"
+
 // SetWindowScanMax changes the widest window read by scanning, for tests
 // of both forms of the window reads; the returned function restores it.
 func SetWindowScanMax(n int64) (restore func()) {
@@ -10,3 +12,22 @@ func SetWindowScanMax(n int64) (restore func()) {
 
 // StateGroupIDsSQL is stateGroupIDsSQL, for the PostgreSQL plan test.
 func StateGroupIDsSQL(d Dialect) string { return stateGroupIDsSQL(d) }
+
+// StagedPushActions counts the rows of event_push_staged.
+func StagedPushActions(db *DB) (int64, error) {
+	var n int64
+	err := db.queryRow(context.Background(), `SELECT COUNT(*) FROM event_push_staged`).Scan(&n)
+	return n, err
+}
+
+// MoveStagedAt is how many staged push actions make the committer move
+// some, MoveChunk the fewest it moves.
+const (
+	MoveStagedAt = moveStagedAt
+	MoveChunk    = moveChunk
+)
+
+// MoveStagedChunk moves the next chunk of up to limit staged push actions.
+func MoveStagedChunk(db *DB, limit int64) (int64, error) {
+	return db.moveStagedChunk(context.Background(), limit)
+}

@@ -34,6 +34,7 @@ func TestSyncQueryPlans(t *testing.T) {
 		{"TimelinePage", timelinePageSQL(11), []string{"events_room_stream (room_id=? AND stream_pos>? AND stream_pos<?)"}},
 		{"TimelinePages", timelinePagesSQL(2, 11), []string{"SCAN t0", "SCAN t1", "events_room_stream (room_id=? AND stream_pos>? AND stream_pos<?)"}},
 		{"UnreadCountsRooms", unreadCountsRoomsSQL(2), []string{"MATERIALIZE rp", "SEARCH p USING PRIMARY KEY (user_id=? AND room_id=? AND stream_pos>?)",
+			"SEARCH p USING PRIMARY KEY (room_id=? AND user_id=? AND stream_pos>?)",
 			"SEARCH r USING INDEX sqlite_autoindex_receipts_1 (room_id=? AND receipt_type=? AND user_id=? AND thread_id=?)"}},
 		{"ThreadRoots", threadRootsSQL(false), []string{"events_room_rel (room_id=? AND rel_type=?"}},
 		{"ThreadRoots participant", threadRootsSQL(true), []string{"events_room_rel (room_id=? AND rel_type=?"}},

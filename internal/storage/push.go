@@ -351,10 +351,16 @@ type PushAction struct {
 // inserts.
 const pushActionChunk = 100
 
-// InsertPushActions stores notifications, many rows per statement: chunks
-// of pushActionChunk rows, then one statement for the rest. Every size is
-// prepared once (at most pushActionChunk statements).
+// InsertPushActions stores notifications in event_push_staged (see
+// push_staged.go), many rows per statement: chunks of pushActionChunk
+// rows, then one statement for the rest. Every size is prepared once (at
+// most pushActionChunk statements).
 func (tx *Tx) InsertPushActions(ctx context.Context, acts []PushAction) error {
+	if len(acts) == 0 {
+		return nil
+	}
+	n := int64(len(acts))
+	tx.AfterCommit(func() { tx.db.stagedActs.Add(n) })
 	if tx.writeBehind {
 		// Sent with the batch's other buffered rows (see settle).
 		tx.pendingActs = append(tx.pendingActs, acts...)
@@ -390,7 +396,7 @@ func insertPushActionsSQL(d Dialect, n int) string {
 	} else {
 		q.WriteString(`INSERT`)
 	}
-	q.WriteString(` INTO event_push_actions (user_id, room_id, stream_pos, thread_id, highlight, actions) VALUES `)
+	q.WriteString(` INTO event_push_staged (user_id, room_id, stream_pos, thread_id, highlight, actions) VALUES `)
 	for i := 0; i < n; i++ {
 		if i > 0 {
 			q.WriteString(", ")
@@ -398,7 +404,7 @@ func insertPushActionsSQL(d Dialect, n int) string {
 		q.WriteString("(?, ?, ?, ?, ?, ?)")
 	}
 	if d != SQLite {
-		q.WriteString(` ON CONFLICT (user_id, room_id, stream_pos) DO NOTHING`)
+		q.WriteString(` ON CONFLICT (room_id, user_id, stream_pos) DO NOTHING`)
 	}
 	return q.String()
 }
@@ -417,12 +423,20 @@ func (tx *Tx) DeletePushActionsForEvent(ctx context.Context, eventID string) err
 	if err != nil {
 		return err
 	}
-	_, err = tx.exec(ctx, deletePushActionsSQL, roomID, roomID, pos)
+	if _, err = tx.exec(ctx, deletePushActionsSQL, roomID, roomID, pos); err != nil {
+		return err
+	}
+	_, err = tx.exec(ctx, deleteStagedPushActionsSQL, roomID, pos)
 	return err
 }
 
 const deletePushActionsSQL = `DELETE FROM event_push_actions WHERE user_id IN (SELECT user_id FROM memberships WHERE room_id = ?)
 		AND room_id = ? AND stream_pos = ?`
+
+// deleteStagedPushActionsSQL deletes a redacted event's staged rows,
+// among the room's staged rows (the table stays small, see
+// push_staged.go).
+const deleteStagedPushActionsSQL = `DELETE FROM event_push_staged WHERE room_id = ? AND stream_pos = ?`
 
 // ReadPositions are the stream positions up to which a user has read a
 // room, from their m.read and m.read.private receipts.
@@ -473,43 +487,71 @@ func (db *DB) UnreadCounts(ctx context.Context, roomID, userID string) (map[stri
 		return nil, err
 	}
 	out := map[string]NotificationCounts{}
-	count := func(q string, args ...any) error {
-		rows, err := db.query(ctx, q, args...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var t string
-			var c NotificationCounts
-			if err := rows.Scan(&t, &c.Notifications, &c.Highlights); err != nil {
-				return err
-			}
-			if c.Notifications > 0 {
-				out[t] = c
-			} else {
-				delete(out, t)
-			}
-		}
-		return rows.Err()
-	}
-	if err := count(`SELECT thread_id, COUNT(*), COALESCE(SUM(highlight), 0) FROM event_push_actions
-		WHERE user_id = ? AND room_id = ? AND stream_pos > ? GROUP BY thread_id`, userID, roomID, rp.Unthreaded); err != nil {
+	rows, err := db.query(ctx, pushCountSQL(false), userID, roomID, rp.Unthreaded, roomID, userID, rp.Unthreaded)
+	if err != nil {
 		return nil, err
 	}
+	defer rows.Close()
+	for rows.Next() {
+		var t string
+		var c NotificationCounts
+		if err := rows.Scan(&t, &c.Notifications, &c.Highlights); err != nil {
+			return nil, err
+		}
+		if c.Notifications > 0 {
+			out[t] = c
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows.Close()
 	// Threads read further than the unthreaded receipt are counted again
 	// from their own receipt.
 	for t, pos := range rp.Threads {
 		if _, ok := out[t]; !ok || pos <= rp.Unthreaded {
 			continue
 		}
-		delete(out, t)
-		if err := count(`SELECT thread_id, COUNT(*), COALESCE(SUM(highlight), 0) FROM event_push_actions
-			WHERE user_id = ? AND room_id = ? AND thread_id = ? AND stream_pos > ? GROUP BY thread_id`, userID, roomID, t, pos); err != nil {
+		if err := db.recountThread(ctx, out, userID, roomID, t, pos); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// recountThread sets out[thread] to a user's notifications in a room's
+// thread after pos (deleting it when there are none).
+func (db *DB) recountThread(ctx context.Context, out map[string]NotificationCounts, userID, roomID, thread string, pos int64) error {
+	delete(out, thread)
+	var t string
+	var c NotificationCounts
+	err := db.queryRow(ctx, pushCountSQL(true), userID, roomID, pos, thread, roomID, userID, pos, thread).Scan(&t, &c.Notifications, &c.Highlights)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if c.Notifications > 0 {
+		out[thread] = c
+	}
+	return nil
+}
+
+// pushCountSQL counts a user's push actions in a room after a position by
+// thread, in both tables (see push_staged.go). Arguments: user, room,
+// position (and thread when oneThread) for event_push_actions, then room,
+// user, position (and thread) for event_push_staged.
+func pushCountSQL(oneThread bool) string {
+	thread := ``
+	if oneThread {
+		thread = ` AND thread_id = ?`
+	}
+	return `SELECT thread_id, COUNT(*), COALESCE(SUM(highlight), 0) FROM (
+		SELECT thread_id, highlight FROM event_push_actions WHERE user_id = ? AND room_id = ? AND stream_pos > ?` + thread + `
+		UNION ALL
+		SELECT thread_id, highlight FROM event_push_staged WHERE room_id = ? AND user_id = ? AND stream_pos > ?` + thread + `
+	) p GROUP BY thread_id`
 }
 
 // Notification is a row of a user's notification list with its event.
@@ -536,27 +578,12 @@ func (db *DB) Notifications(ctx context.Context, userID string, before int64, on
 	if before <= 0 {
 		before = math.MaxInt64
 	}
-	q := notificationsSQL(onlyHighlight)
 	var out []Notification
 	for _, roomID := range roomIDs {
-		rows, err := db.query(ctx, q, userID, roomID, before, limit)
-		if err != nil {
-			return nil, err
-		}
-		for rows.Next() {
-			n := Notification{PushAction: PushAction{UserID: userID, RoomID: roomID}}
-			var hl int
-			var acts string
-			if err := rows.Scan(&n.EventID, &n.StreamPos, &n.ThreadID, &hl, &acts, &n.TS); err != nil {
-				rows.Close()
+		for _, staged := range []bool{false, true} {
+			if err := db.appendNotifications(ctx, &out, notificationsSQL(staged, onlyHighlight), userID, roomID, before, limit); err != nil {
 				return nil, err
 			}
-			n.Highlight, n.Actions = hl != 0, json.RawMessage(acts)
-			out = append(out, n)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].StreamPos > out[j].StreamPos })
@@ -585,10 +612,36 @@ func (db *DB) Notifications(ctx context.Context, userID string, before int64, on
 	return kept, nil
 }
 
-// notificationsSQL is Notifications' query for one room.
-func notificationsSQL(onlyHighlight bool) string {
-	q := `SELECT e.event_id, p.stream_pos, p.thread_id, p.highlight, p.actions, e.origin_server_ts FROM event_push_actions p
-		JOIN events e ON e.stream_pos = p.stream_pos WHERE p.user_id = ? AND p.room_id = ? AND p.stream_pos < ?`
+// appendNotifications appends to out a user's newest notifications in a
+// room read by q (a notificationsSQL).
+func (db *DB) appendNotifications(ctx context.Context, out *[]Notification, q, userID, roomID string, before int64, limit int) error {
+	rows, err := db.query(ctx, q, userID, roomID, before, limit)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		n := Notification{PushAction: PushAction{UserID: userID, RoomID: roomID}}
+		var hl int
+		var acts string
+		if err := rows.Scan(&n.EventID, &n.StreamPos, &n.ThreadID, &hl, &acts, &n.TS); err != nil {
+			return err
+		}
+		n.Highlight, n.Actions = hl != 0, json.RawMessage(acts)
+		*out = append(*out, n)
+	}
+	return rows.Err()
+}
+
+// notificationsSQL is Notifications' query for one room, in
+// event_push_actions or in event_push_staged (arguments: user, room,
+// position, limit).
+func notificationsSQL(staged, onlyHighlight bool) string {
+	from := `event_push_actions p JOIN events e ON e.stream_pos = p.stream_pos WHERE p.user_id = ? AND p.room_id = ?`
+	if staged {
+		from = `event_push_staged p JOIN events e ON e.stream_pos = p.stream_pos WHERE p.user_id = ? AND p.room_id = ?`
+	}
+	q := `SELECT e.event_id, p.stream_pos, p.thread_id, p.highlight, p.actions, e.origin_server_ts FROM ` + from + ` AND p.stream_pos < ?`
 	if onlyHighlight {
 		q += ` AND p.highlight = 1`
 	}

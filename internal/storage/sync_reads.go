@@ -231,7 +231,7 @@ func (db *DB) UnreadCountsRooms(ctx context.Context, roomIDs []string, userID st
 	out := map[string]map[string]NotificationCounts{}
 	rps := map[string]*ReadPositions{}
 	err := chunks(roomIDs, func(part []string) error {
-		rows, err := db.query(ctx, unreadCountsRoomsSQL(len(part)), stringArgs(part, userID, userID, userID)...)
+		rows, err := db.query(ctx, unreadCountsRoomsSQL(len(part)), stringArgs(part, userID, userID, userID, userID)...)
 		if err != nil {
 			return err
 		}
@@ -257,12 +257,15 @@ func (db *DB) UnreadCountsRooms(ctx context.Context, roomIDs []string, userID st
 					rps[room] = rp
 				}
 				rp.Unthreaded = n
-			default:
+			default: // a thread's count in one of the two tables: added up
 				if n > 0 {
 					if out[room] == nil {
 						out[room] = map[string]NotificationCounts{}
 					}
-					out[room][t] = NotificationCounts{Notifications: int(n), Highlights: int(highlights)}
+					c := out[room][t]
+					c.Notifications += int(n)
+					c.Highlights += int(highlights)
+					out[room][t] = c
 				}
 			}
 		}
@@ -278,15 +281,8 @@ func (db *DB) UnreadCountsRooms(ctx context.Context, roomIDs []string, userID st
 			if _, ok := out[room][t]; !ok || pos <= rp.Unthreaded {
 				continue
 			}
-			delete(out[room], t)
-			var c NotificationCounts
-			err := db.queryRow(ctx, `SELECT COUNT(*), COALESCE(SUM(highlight), 0) FROM event_push_actions
-				WHERE user_id = ? AND room_id = ? AND thread_id = ? AND stream_pos > ?`, userID, room, t, pos).Scan(&c.Notifications, &c.Highlights)
-			if err != nil {
+			if err := db.recountThread(ctx, out[room], userID, room, t, pos); err != nil {
 				return nil, err
-			}
-			if c.Notifications > 0 {
-				out[room][t] = c
 			}
 		}
 	}
@@ -294,11 +290,12 @@ func (db *DB) UnreadCountsRooms(ctx context.Context, roomIDs []string, userID st
 }
 
 // unreadCountsRoomsSQL is UnreadCountsRooms' query for n rooms (arguments:
-// the rooms, then the user three times). Its rows are (kind, room, thread,
+// the rooms, then the user four times). Its rows are (kind, room, thread,
 // n, highlights): kind "unthreaded" gives a room's unthreaded read
 // position (in n), "read" a thread's read position, "count" the
 // notifications of a thread (n) and their highlights after the room's
-// unthreaded read position. The rooms' read positions are computed first
+// unthreaded read position, in event_push_actions and in event_push_staged
+// (a row each, to be added up). The rooms' read positions are computed first
 // (CTE rp, one row per room) and drive the count, so that only
 // notifications after them are read.
 func unreadCountsRoomsSQL(n int) string {
@@ -317,6 +314,9 @@ func unreadCountsRoomsSQL(n int) string {
 	UNION ALL
 	SELECT 'count', p.room_id, p.thread_id, COUNT(*), COALESCE(SUM(p.highlight), 0) FROM rp CROSS JOIN event_push_actions p
 		WHERE p.user_id = ? AND p.room_id = rp.room_id AND p.stream_pos > rp.pos GROUP BY p.room_id, p.thread_id
+	UNION ALL
+	SELECT 'count', p.room_id, p.thread_id, COUNT(*), COALESCE(SUM(p.highlight), 0) FROM rp CROSS JOIN event_push_staged p
+		WHERE p.room_id = rp.room_id AND p.user_id = ? AND p.stream_pos > rp.pos GROUP BY p.room_id, p.thread_id
 	UNION ALL
 	SELECT 'read', r.room_id, r.thread_id, MAX(e.stream_pos), 0 FROM want CROSS JOIN receipts r JOIN events e ON e.event_id = r.event_id
 		WHERE r.room_id = want.room_id AND r.user_id = ? AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id <> ''

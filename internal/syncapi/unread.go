@@ -3,8 +3,9 @@ package syncapi
 import "github.com/rempart-hs/rempart/internal/storage"
 
 // unreadCounts turns a room's unread notification counts by thread (the
-// notifications push rules decided when each event was stored, table
-// event_push_actions, after the user's read receipts) into the sync
+// notifications push rules decided when each event was stored, tables
+// event_push_staged and event_push_actions, after the user's read
+// receipts) into the sync
 // fields. With byThread, the room counts cover the main timeline only and
 // each thread with unread notifications gets its own counts, as the spec's
 // unread_thread_notifications filter option asks.
