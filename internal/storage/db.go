@@ -72,6 +72,11 @@ type DB struct {
 	// this process knows (see push_staged.go).
 	stagedActs atomic.Int64
 	mover      stagedMover
+	// ckptCatchUp is set by the checkpointer when the committer should
+	// checkpoint the log's last frames itself; catchUps counts those
+	// checkpoints (see checkpoint.go).
+	ckptCatchUp atomic.Bool
+	catchUps    atomic.Uint64
 }
 
 // Open connects to the database named by url: "postgres://…" or
@@ -168,7 +173,7 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		c.SetMaxIdleConns(1)
 		c.SetConnMaxIdleTime(0)
 		db.dialect, db.write, db.read = SQLite, w, r
-		db.ckpt = startCheckpointer(c, &db.commits)
+		db.ckpt = startCheckpointer(c, &db.commits, &db.ckptCatchUp)
 	}
 	db.gc = newGroupCommitter(db)
 	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)

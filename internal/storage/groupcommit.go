@@ -179,6 +179,7 @@ func (g *groupCommitter) loop(jobs chan *batchJob) {
 		g.run(batch)
 		clear(batch)
 		g.db.moveStagedActsIfDue()
+		g.db.catchUpCheckpoint()
 	}
 }
 
