@@ -126,9 +126,11 @@ func (tx *Tx) bufferedWrites() []write {
 		for i, a := range tx.pendingActs {
 			users[i], rooms[i], pos[i], threads[i], hl[i], acts[i] = a.UserID, a.RoomID, a.StreamPos, a.ThreadID, int64(b2i(a.Highlight)), string(a.Actions)
 		}
-		out = append(out, write{"insert push actions", `INSERT INTO event_push_staged (user_id, room_id, stream_pos, thread_id, highlight, actions)
+		// Straight to event_push_actions: staging them (push_staged.go)
+		// is for SQLite's page writes.
+		out = append(out, write{"insert push actions", `INSERT INTO event_push_actions (user_id, room_id, stream_pos, thread_id, highlight, actions)
 			SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::smallint[], $6::text[])
-			ON CONFLICT (room_id, user_id, stream_pos) DO NOTHING`, []any{users, rooms, pos, threads, hl, acts}})
+			ON CONFLICT (user_id, room_id, stream_pos) DO NOTHING`, []any{users, rooms, pos, threads, hl, acts}})
 	}
 	return out
 }

@@ -351,16 +351,19 @@ type PushAction struct {
 // inserts.
 const pushActionChunk = 100
 
-// InsertPushActions stores notifications in event_push_staged (see
-// push_staged.go), many rows per statement: chunks of pushActionChunk
-// rows, then one statement for the rest. Every size is prepared once (at
-// most pushActionChunk statements).
+// InsertPushActions stores notifications, many rows per statement: chunks
+// of pushActionChunk rows, then one statement for the rest. Every size is
+// prepared once (at most pushActionChunk statements). On SQLite they go to
+// event_push_staged (see push_staged.go), on PostgreSQL straight to
+// event_push_actions.
 func (tx *Tx) InsertPushActions(ctx context.Context, acts []PushAction) error {
 	if len(acts) == 0 {
 		return nil
 	}
-	n := int64(len(acts))
-	tx.AfterCommit(func() { tx.db.stagedActs.Add(n) })
+	if tx.db.dialect == SQLite {
+		n := int64(len(acts))
+		tx.AfterCommit(func() { tx.db.stagedActs.Add(n) })
+	}
 	if tx.writeBehind {
 		// Sent with the batch's other buffered rows (see settle).
 		tx.pendingActs = append(tx.pendingActs, acts...)
@@ -385,18 +388,17 @@ func (tx *Tx) InsertPushActions(ctx context.Context, acts []PushAction) error {
 }
 
 // insertPushActionsSQL is the statement inserting n rows. On SQLite it is
-// INSERT OR IGNORE: a statement that cannot abort half-way needs no
-// statement journal, which otherwise copies every page the statement
-// touches (hundreds for a big room's rows, each in another member's part
-// of the primary key).
+// INSERT OR IGNORE into event_push_staged: a statement that cannot abort
+// half-way needs no statement journal, which otherwise copies every page
+// the statement touches. On PostgreSQL it inserts into event_push_actions.
 func insertPushActionsSQL(d Dialect, n int) string {
 	var q strings.Builder
 	if d == SQLite {
-		q.WriteString(`INSERT OR IGNORE`)
+		q.WriteString(`INSERT OR IGNORE INTO event_push_staged`)
 	} else {
-		q.WriteString(`INSERT`)
+		q.WriteString(`INSERT INTO event_push_actions`)
 	}
-	q.WriteString(` INTO event_push_staged (user_id, room_id, stream_pos, thread_id, highlight, actions) VALUES `)
+	q.WriteString(` (user_id, room_id, stream_pos, thread_id, highlight, actions) VALUES `)
 	for i := 0; i < n; i++ {
 		if i > 0 {
 			q.WriteString(", ")
@@ -404,7 +406,7 @@ func insertPushActionsSQL(d Dialect, n int) string {
 		q.WriteString("(?, ?, ?, ?, ?, ?)")
 	}
 	if d != SQLite {
-		q.WriteString(` ON CONFLICT (room_id, user_id, stream_pos) DO NOTHING`)
+		q.WriteString(` ON CONFLICT (user_id, room_id, stream_pos) DO NOTHING`)
 	}
 	return q.String()
 }

@@ -21,6 +21,9 @@ func TestPushActionsReadAcrossMove(t *testing.T) {
 	srv := testserver.Start(t)
 	ctx := context.Background()
 	eng, db := srv.Srv.Rooms, srv.Srv.DB
+	if db.Dialect() != storage.SQLite {
+		t.Skip("push actions are staged on SQLite only")
+	}
 	alice := srv.RegisterUser("alice").UserID.String()
 	bob := srv.RegisterUser("bob").UserID.String()
 	send := func(roomID, content string) string {
@@ -188,6 +191,9 @@ func TestPushActionsReadAcrossMove(t *testing.T) {
 // move holds the queued sends), and the counts stay.
 func TestCommitterMovesStagedActions(t *testing.T) {
 	db, _ := openTestDB(t)
+	if db.Dialect() != storage.SQLite {
+		t.Skip("push actions are staged on SQLite only")
+	}
 	ctx := context.Background()
 	batchRooms(t, db, "!big:batch")
 	var units []*msgUnit

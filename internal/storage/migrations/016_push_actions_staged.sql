@@ -8,6 +8,8 @@
 -- in that table's key order, so that a member's page is written once per
 -- move rather than once per message. Reads take both tables: a row is in
 -- exactly one of them, moved atomically (see storage/push_staged.go).
+-- PostgreSQL, which logs rows rather than pages, writes straight to
+-- event_push_actions and leaves this table empty.
 CREATE TABLE event_push_staged (
     room_id     TEXT NOT NULL,
     user_id     TEXT NOT NULL,
