@@ -9,7 +9,6 @@ import (
 
 	"github.com/rempart-hs/rempart/internal/rooms"
 	"github.com/rempart-hs/rempart/internal/storage"
-	"github.com/rempart-hs/rempart/internal/testserver"
 )
 
 // TestPushActionsReadAcrossMove checks that every read of push actions
@@ -18,33 +17,15 @@ import (
 // staged, moved into event_push_actions, or some of each, and that a
 // redaction removes its event's rows from either table.
 func TestPushActionsReadAcrossMove(t *testing.T) {
-	srv := testserver.Start(t)
+	f := newPushFixture(t, 3)
 	ctx := context.Background()
-	eng, db := srv.Srv.Rooms, srv.Srv.DB
+	eng, db, alice, roomIDs, send := f.srv.Srv.Rooms, f.db, f.alice, f.rooms, f.send
 	if db.Dialect() != storage.SQLite {
 		t.Skip("push actions are staged on SQLite only")
 	}
-	alice := srv.RegisterUser("alice").UserID.String()
-	bob := srv.RegisterUser("bob").UserID.String()
-	send := func(roomID, content string) string {
-		t.Helper()
-		ev, err := eng.Send(ctx, rooms.SendRequest{RoomID: roomID, Sender: bob, Type: "m.room.message", Content: []byte(content)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ev.EventID
-	}
 	mention := fmt.Sprintf(`{"msgtype":"m.text","body":"hello","m.mentions":{"user_ids":[%q]}}`, alice)
-	var roomIDs, roots []string
-	for i := 0; i < 3; i++ {
-		roomID, err := eng.Create(ctx, rooms.CreateRequest{Creator: alice, Preset: "public_chat"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := eng.ChangeMembership(ctx, rooms.MembershipRequest{RoomID: roomID, Sender: bob, Target: bob, Membership: "join"}); err != nil {
-			t.Fatal(err)
-		}
-		roomIDs = append(roomIDs, roomID)
+	var roots []string
+	for _, roomID := range roomIDs {
 		roots = append(roots, send(roomID, `{"msgtype":"m.text","body":"root"}`))
 	}
 	// round sends into every room: plain messages, a mention, thread
@@ -57,10 +38,7 @@ func TestPushActionsReadAcrossMove(t *testing.T) {
 			inThread := send(roomID, fmt.Sprintf(`{"msgtype":"m.text","body":"in thread","m.relates_to":{"rel_type":"m.thread","event_id":%q}}`, roots[i]))
 			ids = append(ids, inThread)
 			if i == 1 {
-				mustTx(t, db, func(tx *storage.Tx) error {
-					_, err := tx.PutReceipt(ctx, storage.Receipt{RoomID: roomID, Type: "m.read", UserID: alice, ThreadID: roots[i], EventID: inThread, TS: 1})
-					return err
-				})
+				f.receipt(roomID, "m.read", roots[i], inThread)
 			}
 		}
 		return ids

@@ -107,39 +107,11 @@ func TestWindowReadsAgree(t *testing.T) {
 // one-room read, with unthreaded, threaded and main-timeline receipts, and
 // rooms without any.
 func TestUnreadCountsRoomsAgree(t *testing.T) {
-	srv := testserver.Start(t)
+	f := newPushFixture(t, 4)
 	ctx := context.Background()
-	eng, db := srv.Srv.Rooms, srv.Srv.DB
-	alice := srv.RegisterUser("alice").UserID.String()
-	bob := srv.RegisterUser("bob").UserID.String()
-	send := func(roomID, content string) string {
-		t.Helper()
-		ev, err := eng.Send(ctx, rooms.SendRequest{RoomID: roomID, Sender: bob, Type: "m.room.message", Content: []byte(content)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ev.EventID
-	}
-	receipt := func(roomID, typ, threadID, eventID string) {
-		t.Helper()
-		err := db.WithTx(ctx, func(tx *storage.Tx) error {
-			_, err := tx.PutReceipt(ctx, storage.Receipt{RoomID: roomID, Type: typ, UserID: alice, ThreadID: threadID, EventID: eventID, TS: 1})
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	var roomIDs []string
-	for i := 0; i < 4; i++ {
-		roomID, err := eng.Create(ctx, rooms.CreateRequest{Creator: alice, Preset: "public_chat"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := eng.ChangeMembership(ctx, rooms.MembershipRequest{RoomID: roomID, Sender: bob, Target: bob, Membership: "join"}); err != nil {
-			t.Fatal(err)
-		}
-		roomIDs = append(roomIDs, roomID)
+	db, alice, roomIDs := f.db, f.alice, f.rooms
+	send, receipt := f.send, f.receipt
+	for i, roomID := range roomIDs {
 		root := send(roomID, `{"msgtype":"m.text","body":"root"}`)
 		var last, lastInThread string
 		for j := 0; j < 3; j++ {
