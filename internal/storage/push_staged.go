@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"time"
 )
 
 // Push actions in two steps (migration 016), on SQLite. A send's push
@@ -60,11 +61,18 @@ type stagedKey struct {
 	pos        int64
 }
 
-// stagedMover is the move's round-robin position.
+// stagedMover is the move's round-robin position, and when a move last
+// failed.
 type stagedMover struct {
-	mu     sync.Mutex
-	cursor *stagedKey // nil: from the start of the table
+	mu       sync.Mutex
+	cursor   *stagedKey // nil: from the start of the table
+	failedAt time.Time
+	failures int
 }
+
+// moveRetryAfter is how long the committer waits after a failed move
+// before the next try, rather than trying again after every batch.
+const moveRetryAfter = time.Second
 
 // countStagedActs sets stagedActs from the table, at start-up.
 func (db *DB) countStagedActs(ctx context.Context) error {
@@ -79,13 +87,27 @@ func (db *DB) countStagedActs(ctx context.Context) error {
 // moveStagedActsIfDue moves a chunk of staged push actions when enough
 // wait. The group committer calls it between batches, where it has the
 // writer to itself on SQLite. A failure leaves the rows staged, where they
-// are read as well, for the next try.
+// are read as well, for a try moveRetryAfter later.
 func (db *DB) moveStagedActsIfDue() {
 	n := db.stagedActs.Load()
 	if n < moveStagedAt {
 		return
 	}
-	_, _ = db.moveStagedChunk(context.Background(), max(moveChunk, n-moveStagedAt+moveChunk))
+	db.mover.mu.Lock()
+	wait := !db.mover.failedAt.IsZero() && time.Since(db.mover.failedAt) < moveRetryAfter
+	db.mover.mu.Unlock()
+	if wait {
+		return
+	}
+	_, err := db.moveStagedChunk(context.Background(), max(moveChunk, n-moveStagedAt+moveChunk))
+	db.mover.mu.Lock()
+	if err != nil {
+		db.mover.failedAt = time.Now()
+		db.mover.failures++
+	} else {
+		db.mover.failedAt = time.Time{}
+	}
+	db.mover.mu.Unlock()
 }
 
 // MoveStagedPushActions moves every staged push action into

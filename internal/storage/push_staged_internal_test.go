@@ -1,0 +1,49 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+)
+
+// TestFailedMoveWaits: when moving staged push actions fails, the
+// committer does not try again after every batch (each try is a
+// transaction on the single writer), and the rows stay staged and read.
+func TestFailedMoveWaits(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "move.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// Make every move fail: the copy's target is gone.
+	if err := db.WithTx(ctx, func(tx *Tx) error {
+		_, err := tx.exec(ctx, `ALTER TABLE event_push_actions RENAME TO event_push_actions_away`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	acts := make([]PushAction, moveStagedAt)
+	for i := range acts {
+		acts[i] = PushAction{UserID: fmt.Sprintf("@u%d:x", i), RoomID: "!r:x", StreamPos: 1, ThreadID: "main", Actions: []byte(`["notify"]`)}
+	}
+	if err := db.Batch(ctx, "", func(ctx context.Context, tx *Tx) error { return tx.InsertPushActions(ctx, acts) }); err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		if err := db.Batch(ctx, "", func(ctx context.Context, tx *Tx) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.mover.mu.Lock()
+	failures := db.mover.failures
+	db.mover.mu.Unlock()
+	if failures != 1 {
+		t.Fatalf("%d failed moves over 21 batches within a second, want 1", failures)
+	}
+	var n int64
+	if err := db.queryRow(ctx, `SELECT COUNT(*) FROM event_push_staged`).Scan(&n); err != nil || n != moveStagedAt {
+		t.Fatalf("%d rows staged (%v), want %d", n, err, moveStagedAt)
+	}
+}
