@@ -2,6 +2,7 @@ package pushrules
 
 import (
 	"encoding/json"
+	"reflect"
 	"testing"
 
 	"github.com/rempart-hs/rempart/internal/storage"
@@ -220,6 +221,68 @@ func TestGlobFastPathsAgreeWithRegexp(t *testing.T) {
 			if got, want := containsWords(v, p), literalWords(p).MatchString(v); got != want {
 				t.Errorf("display name %q in %q: %v, regexp says %v", p, v, got, want)
 			}
+		}
+	}
+}
+
+// TestNewEventFlattensAsDecoded checks the in-place flattening of NewEvent
+// against decoding the whole event with encoding/json and flattening the
+// maps: the same paths (dots and backslashes in names escaped), and leaves
+// of the same Go types and values (numbers as float64, arrays with objects
+// inside as []any of maps, unicode escapes and surrogate pairs decoded).
+func TestNewEventFlattensAsDecoded(t *testing.T) {
+	docs := []string{
+		`{"type":"m.room.message","sender":"@a:localhost","room_id":"!r:localhost","content":{"msgtype":"m.text","body":"hello there"}}`,
+		`{"content":{"m.mentions":{"room":true,"user_ids":["@b:x","@c:x"]},"m.relates_to":{"rel_type":"m.thread","event_id":"$e"},"a\\b.c":{"d.e":null}},"depth":12,"origin_server_ts":1733500000000}`,
+		`{"content":{"body":"caf\u00e9 \ud83c\udf70 \"quoted\" \\ back\nslash","n":-1.5e3,"z":0,"big":12345678901234567890,"list":[1,"two",{"three":[3,{"x":false}]},null,true],"empty":{},"arr":[]}}`,
+		`{"":{"":"empty names"},"unsigned":{"age":5},"hashes":{"sha256":"abc"},"signatures":{"x":{"ed25519:k":"sig"}},"prev_events":["$p"],"auth_events":["$a","$b"]}`,
+		` { "spaced" : { "k" : [ 1 , 2 ] } , "t" : "v" } `,
+	}
+	for _, doc := range docs {
+		ev, err := NewEvent([]byte(doc))
+		if err != nil {
+			t.Fatalf("%s: %v", doc, err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(doc), &m); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]any{}
+		decodedFlatten("", m, want)
+		if !reflect.DeepEqual(ev.flat, want) {
+			t.Errorf("%s:\n got %#v\nwant %#v", doc, ev.flat, want)
+		}
+	}
+	for _, bad := range []string{``, `[]`, `"s"`, `{"a":`, `{"a":1}}`, `{a:1}`} {
+		if _, err := NewEvent([]byte(bad)); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+// decodedFlatten is the reference for TestNewEventFlattensAsDecoded: the
+// flattening of maps that encoding/json decoded.
+func decodedFlatten(prefix string, v map[string]any, out map[string]any) {
+	for k, val := range v {
+		key := pathEscaper.Replace(k)
+		if prefix != "" {
+			key = prefix + "." + key
+		}
+		if m, ok := val.(map[string]any); ok {
+			decodedFlatten(key, m, out)
+			continue
+		}
+		out[key] = val
+	}
+}
+
+// BenchmarkNewEvent is the once-per-event cost of preparing a sent
+// message, as the server stores it, for evaluation.
+func BenchmarkNewEvent(b *testing.B) {
+	js := []byte(`{"auth_events":["$Q3JQ6nqwKtC8oQm2PX9OJN6Z6qq2U3u5Qp1k9J8Yk1E","$y7nhhx0LQvB0uQ2i3rXb6eDo2b3vJ4h8R0c9W1Xa2Zs","$4n1b8cVd2Wf5Xg7Yh9Zi0Aj1Bk2Cl3Dm4En5Fo6Gp7"],"content":{"body":"message 1234 from a bench sender","msgtype":"m.text"},"depth":4711,"hashes":{"sha256":"K1l2m3n4o5p6q7r8s9t0u1v2w3x4y5z6A7B8C9D0E1F"},"origin":"bench.local","origin_server_ts":1765080000000,"prev_events":["$Hq8Yk1E3JQ6nqwKtC8oQm2PX9OJN6Z6qq2U3u5Qp1k9"],"room_id":"!abcdefghijklmnop:bench.local","sender":"@bsqlite-user-00042:bench.local","signatures":{"bench.local":{"ed25519:a_AbCd":"c2lnbmF0dXJlIG9mIHRoZSBldmVudCBieSB0aGUgc2VydmVyIGtleSwgZmFrZQ"}},"type":"m.room.message"}`)
+	for b.Loop() {
+		if _, err := NewEvent(js); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
