@@ -31,3 +31,6 @@ const (
 func MoveStagedChunk(db *DB, limit int64) (int64, error) {
 	return db.moveStagedChunk(context.Background(), limit)
 }
+
+// NotificationRetention is how long read push actions are kept.
+const NotificationRetention = notificationRetention

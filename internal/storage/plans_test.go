@@ -40,6 +40,9 @@ func TestSyncQueryPlans(t *testing.T) {
 		{"ThreadRoots participant", threadRootsSQL(true), []string{"events_room_rel (room_id=? AND rel_type=?"}},
 		{"StateGroupIDs", stateGroupIDsSQL(SQLite), []string{"SEARCH e USING INDEX sqlite_autoindex_state_group_entries_1 (group_id=?)"}},
 		{"PruneTxnIDs", pruneTxnIDsSQL, []string{"SEARCH txn_ids USING COVERING INDEX txn_ids_created (created_ts<?)", "SEARCH txn_ids USING PRIMARY KEY (user_id=? AND device_id=? AND scope=? AND txn_id=?)"}},
+		{"PruneReadPushActions", pruneReadPushActionsSQL + ` AND thread_id = ?`, []string{"SEARCH event_push_actions USING PRIMARY KEY (user_id=? AND room_id=? AND stream_pos<?)"}},
+		{"ReadReceiptsAfter", readReceiptsAfterSQL, []string{"SEARCH receipts USING COVERING INDEX sqlite_autoindex_receipts_1 ((room_id,receipt_type,user_id,thread_id)>(?,?,?,?))"}},
+		{"FirstEventFrom", firstEventFromSQL, []string{"SEARCH events USING INTEGER PRIMARY KEY (rowid>?)"}},
 		{"SyncMemberships", syncMembershipsSQL, []string{"COVERING INDEX memberships_user_sync (user_id=? AND forgotten=?)"}},
 		{"DeviceListChangesSharing", deviceListChangesSharingSQL, []string{"SEARCH c USING INDEX sqlite_autoindex_e2e_device_list_changes_1 (stream_pos>? AND stream_pos<?)", "SEARCH a USING", "SEARCH b USING COVERING INDEX memberships_room_joined (room_id=? AND membership=? AND user_id=?)"}},
 	}

@@ -49,7 +49,8 @@ func (db *DB) PruneTxnIDs(ctx context.Context, now time.Time) (int64, error) {
 	}
 }
 
-// pruner runs PruneTxnIDs every txnPruneEvery until closed.
+// pruner runs PruneTxnIDs and PrunePushActions every txnPruneEvery until
+// closed.
 type pruner struct {
 	quit chan struct{}
 	wg   sync.WaitGroup
@@ -71,6 +72,11 @@ func startPruner(db *DB) *pruner {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			if _, err := db.PruneTxnIDs(ctx, time.Now()); err != nil {
 				slog.Warn("storage: prune transaction IDs", "err", err)
+			}
+			cancel()
+			ctx, cancel = context.WithTimeout(context.Background(), 5*time.Minute)
+			if _, err := db.PrunePushActions(ctx, time.Now()); err != nil {
+				slog.Warn("storage: prune read push actions", "err", err)
 			}
 			cancel()
 		}
