@@ -1,6 +1,9 @@
 package storage
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // SetWindowScanMax changes the widest window read by scanning, for tests
 // of both forms of the window reads; the returned function restores it.
@@ -34,3 +37,12 @@ func MoveStagedChunk(db *DB, limit int64) (int64, error) {
 
 // NotificationRetention is how long read push actions are kept.
 const NotificationRetention = notificationRetention
+
+// SetPushPrunePage changes the receipts per page of the push-action
+// pruner's walk and the pause between pages; the returned function
+// restores them.
+func SetPushPrunePage(receipts int, pause time.Duration) (restore func()) {
+	oldN, oldPause := pushPrunePairs, pushPrunePause
+	pushPrunePairs, pushPrunePause = receipts, pause
+	return func() { pushPrunePairs, pushPrunePause = oldN, oldPause }
+}

@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -15,7 +16,21 @@ import (
 // position), and keeps the unread ones whatever their age and the recent
 // ones read or not: unread counts are the same before and after, and the
 // notification list loses only the deleted rows.
+//
+// It runs with pages of one receipt and of the default size, so that pairs
+// with several receipts span pages.
 func TestPrunePushActions(t *testing.T) {
+	for _, page := range []int{1, 0} {
+		t.Run(fmt.Sprintf("page=%d", page), func(t *testing.T) {
+			if page > 0 {
+				defer storage.SetPushPrunePage(page, 0)()
+			}
+			testPrunePushActions(t)
+		})
+	}
+}
+
+func testPrunePushActions(t *testing.T) {
 	f := newPushFixture(t, 2)
 	ctx := context.Background()
 	a, b := f.rooms[0], f.rooms[1]

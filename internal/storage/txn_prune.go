@@ -49,36 +49,39 @@ func (db *DB) PruneTxnIDs(ctx context.Context, now time.Time) (int64, error) {
 	}
 }
 
-// pruner runs PruneTxnIDs and PrunePushActions every txnPruneEvery until
-// closed.
+// pruner runs PruneTxnIDs every txnPruneEvery, and PrunePushActions every
+// pushPruneEvery, until closed.
 type pruner struct {
-	quit chan struct{}
-	wg   sync.WaitGroup
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 func startPruner(db *DB) *pruner {
-	p := &pruner{quit: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &pruner{cancel: cancel}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
 		t := time.NewTicker(txnPruneEvery)
 		defer t.Stop()
+		var pushPruned time.Time // the first pass at the first tick
 		for {
 			select {
-			case <-p.quit:
+			case <-ctx.Done():
 				return
 			case <-t.C:
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			if _, err := db.PruneTxnIDs(ctx, time.Now()); err != nil {
+			tctx, tcancel := context.WithTimeout(ctx, time.Minute)
+			if _, err := db.PruneTxnIDs(tctx, time.Now()); err != nil && ctx.Err() == nil {
 				slog.Warn("storage: prune transaction IDs", "err", err)
 			}
-			cancel()
-			ctx, cancel = context.WithTimeout(context.Background(), 5*time.Minute)
-			if _, err := db.PrunePushActions(ctx, time.Now()); err != nil {
-				slog.Warn("storage: prune read push actions", "err", err)
+			tcancel()
+			if time.Since(pushPruned) >= pushPruneEvery {
+				pushPruned = time.Now()
+				if _, err := db.PrunePushActions(ctx, time.Now()); err != nil && ctx.Err() == nil {
+					slog.Warn("storage: prune read push actions", "err", err)
+				}
 			}
-			cancel()
 		}
 	}()
 	return p
@@ -88,6 +91,6 @@ func (p *pruner) close() {
 	if p == nil {
 		return
 	}
-	close(p.quit)
+	p.cancel()
 	p.wg.Wait()
 }
