@@ -196,8 +196,8 @@ func (db *DB) lastStreamPosBefore(ctx context.Context, ts int64) (int64, error) 
 	if err := db.queryRow(ctx, `SELECT MIN(stream_pos), MAX(stream_pos) FROM events`).Scan(&lo, &hi); err != nil || !lo.Valid {
 		return 0, err
 	}
-	// Invariant: every event before lo is older than ts; found is the last
-	// event seen older than ts.
+	// Every event before l is older than ts, every event after h is not;
+	// found is the last event seen older than ts.
 	l, h, found := lo.Int64, hi.Int64, int64(0)
 	for l <= h {
 		mid := l + (h-l)/2
