@@ -191,12 +191,36 @@ func (e *Engine) Send(ctx context.Context, req SendRequest) (Sent, error) {
 	return Sent{EventID: res.ev.EventID, StreamPos: res.ev.StreamPos}, nil
 }
 
-// appendInTx builds, signs, authorises and appends an event to a locked room.
-func (e *Engine) appendInTx(ctx context.Context, tx *storage.Tx, room *storage.Room, req SendRequest) (*storage.Event, error) {
-	verImpl, err := gmsl.GetRoomVersion(gmsl.RoomVersion(room.RoomVersion))
-	if err != nil {
-		return nil, fmt.Errorf("room %s has unknown version %s", room.RoomID, room.RoomVersion)
+// stateLookup returns a room's current state events for keys, parsed
+// (absent keys omitted).
+type stateLookup func(keys []storage.StateKeyTuple) ([]gmsl.PDU, error)
+
+// txState reads the state from tx.
+func txState(ctx context.Context, tx *storage.Tx, verImpl gmsl.IRoomVersion, roomID string) stateLookup {
+	return func(keys []storage.StateKeyTuple) ([]gmsl.PDU, error) {
+		stateEvs, err := tx.CurrentStateEvents(ctx, roomID, keys)
+		if err != nil {
+			return nil, fmt.Errorf("load auth state: %w", err)
+		}
+		pdus := make([]gmsl.PDU, 0, len(stateEvs))
+		for i := range stateEvs {
+			se := &stateEvs[i]
+			pdu, err := verImpl.NewEventFromTrustedJSON(se.JSON, se.RedactedBy != "")
+			if err != nil {
+				return nil, fmt.Errorf("parse stored event %s: %w", se.EventID, err)
+			}
+			pdus = append(pdus, pdu)
+		}
+		return pdus, nil
 	}
+}
+
+// buildOn builds and signs req as the next event of room (after its latest
+// event, at the next depth), with the auth events its type needs taken from
+// state. It returns the event, the auth events it was built on (for the
+// auth check), and the state event it replaces (nil if none). It does not
+// run the auth rules.
+func (e *Engine) buildOn(verImpl gmsl.IRoomVersion, room *storage.Room, req SendRequest, state stateLookup) (gmsl.PDU, *gmsl.AuthEvents, gmsl.PDU, error) {
 	if len(req.Content) == 0 {
 		req.Content = json.RawMessage("{}")
 	}
@@ -210,7 +234,7 @@ func (e *Engine) appendInTx(ctx context.Context, tx *storage.Tx, room *storage.R
 	}
 	needed, err := gmsl.StateNeededForProtoEvent(&proto)
 	if err != nil {
-		return nil, httpapi.BadJSON("%v", err)
+		return nil, nil, nil, httpapi.BadJSON("%v", err)
 	}
 	tuples := needed.Tuples()
 	keys := make([]storage.StateKeyTuple, 0, len(tuples)+1)
@@ -218,35 +242,28 @@ func (e *Engine) appendInTx(ctx context.Context, tx *storage.Tx, room *storage.R
 		keys = append(keys, storage.StateKeyTuple{Type: t.EventType, StateKey: t.StateKey})
 	}
 	// The sender's own membership and the replaced state, for prev_content.
-	var prevKey *storage.StateKeyTuple
 	if req.StateKey != nil {
-		prevKey = &storage.StateKeyTuple{Type: req.Type, StateKey: *req.StateKey}
-		keys = append(keys, *prevKey)
+		keys = append(keys, storage.StateKeyTuple{Type: req.Type, StateKey: *req.StateKey})
 	}
-	stateEvs, err := tx.CurrentStateEvents(ctx, room.RoomID, keys)
+	authPDUs, err := state(keys)
 	if err != nil {
-		return nil, fmt.Errorf("load auth state: %w", err)
+		return nil, nil, nil, err
 	}
-	var authPDUs []gmsl.PDU
-	var prevState *storage.Event
-	for i := range stateEvs {
-		se := &stateEvs[i]
-		if prevKey != nil && se.Type == prevKey.Type && se.StateKey != nil && *se.StateKey == prevKey.StateKey {
-			prevState = se
+	var prev gmsl.PDU
+	if req.StateKey != nil {
+		for _, p := range authPDUs {
+			if p.Type() == req.Type && p.StateKeyEquals(*req.StateKey) {
+				prev = p
+			}
 		}
-		pdu, err := verImpl.NewEventFromTrustedJSON(se.JSON, se.RedactedBy != "")
-		if err != nil {
-			return nil, fmt.Errorf("parse stored event %s: %w", se.EventID, err)
-		}
-		authPDUs = append(authPDUs, pdu)
 	}
 	authEvents, err := gmsl.NewAuthEvents(authPDUs)
 	if err != nil {
-		return nil, fmt.Errorf("auth events: %w", err)
+		return nil, nil, nil, fmt.Errorf("auth events: %w", err)
 	}
 	refs, err := needed.AuthEventReferences(authEvents)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	if verImpl.DomainlessRoomIDs() && room.RoomID != "" {
 		// v12: the create event is implied by the room ID, never listed.
@@ -272,13 +289,51 @@ func (e *Engine) appendInTx(ctx context.Context, tx *storage.Tx, room *storage.R
 	pdu, err := verImpl.NewEventBuilderFromProtoEvent(&proto).Build(e.now(), e.serverName, e.keyID, e.key)
 	var tooLarge gmsl.EventValidationError
 	if errors.As(err, &tooLarge) && tooLarge.Code == gmsl.EventValidationTooLarge {
-		return nil, httpapi.TooLarge("event exceeds %d bytes", MaxEventBytes)
+		return nil, nil, nil, httpapi.TooLarge("event exceeds %d bytes", MaxEventBytes)
 	}
 	if err != nil {
-		return nil, httpapi.BadJSON("cannot build event: %v", err)
+		return nil, nil, nil, httpapi.BadJSON("cannot build event: %v", err)
 	}
 	if len(pdu.JSON()) > MaxEventBytes {
-		return nil, httpapi.TooLarge("event exceeds %d bytes", MaxEventBytes)
+		return nil, nil, nil, httpapi.TooLarge("event exceeds %d bytes", MaxEventBytes)
+	}
+	return pdu, authEvents, prev, nil
+}
+
+// eventRow is the row AppendEvent stores for pdu, built from req and
+// replacing the state event prev (nil if none).
+func eventRow(pdu gmsl.PDU, req SendRequest, prev gmsl.PDU) storage.NewEvent {
+	ev := storage.NewEvent{Event: storage.Event{
+		EventID:        pdu.EventID(),
+		RoomID:         pdu.RoomID().String(),
+		Type:           req.Type,
+		StateKey:       req.StateKey,
+		Sender:         req.Sender,
+		OriginServerTS: int64(pdu.OriginServerTS()),
+		Depth:          pdu.Depth(),
+		JSON:           pdu.JSON(),
+		TxnDevice:      req.TxnDevice,
+		TxnID:          req.TxnID,
+	}}
+	if req.StateKey != nil && prev != nil {
+		ev.Unsigned = prevUnsigned(prev.Content(), prev.EventID(), string(prev.SenderID()))
+	}
+	if req.Type == spec.MRoomMember {
+		ev.Membership, _ = pdu.Membership()
+	}
+	ev.RelType, ev.RelatesTo = relation(req.Content)
+	return ev
+}
+
+// appendInTx builds, signs, authorises and appends an event to a locked room.
+func (e *Engine) appendInTx(ctx context.Context, tx *storage.Tx, room *storage.Room, req SendRequest) (*storage.Event, error) {
+	verImpl, err := gmsl.GetRoomVersion(gmsl.RoomVersion(room.RoomVersion))
+	if err != nil {
+		return nil, fmt.Errorf("room %s has unknown version %s", room.RoomID, room.RoomVersion)
+	}
+	pdu, authEvents, prev, err := e.buildOn(verImpl, room, req, txState(ctx, tx, verImpl, room.RoomID))
+	if err != nil {
+		return nil, err
 	}
 	if req.Type == spec.MRoomCreate {
 		if room.LatestEventID != "" {
@@ -297,35 +352,23 @@ func (e *Engine) appendInTx(ctx context.Context, tx *storage.Tx, room *storage.R
 	if err := gmsl.Allowed(pdu, authEvents, userIDForSender); err != nil {
 		return nil, httpapi.Forbidden("%s", authMessage(err))
 	}
-	ev := storage.NewEvent{Event: storage.Event{
-		EventID:        pdu.EventID(),
-		RoomID:         pdu.RoomID().String(),
-		Type:           req.Type,
-		StateKey:       req.StateKey,
-		Sender:         req.Sender,
-		OriginServerTS: int64(pdu.OriginServerTS()),
-		Depth:          pdu.Depth(),
-		JSON:           pdu.JSON(),
-		TxnDevice:      req.TxnDevice,
-		TxnID:          req.TxnID,
-	}}
-	if req.StateKey != nil && prevState != nil {
-		var prev struct {
-			Content json.RawMessage `json:"content"`
-		}
-		_ = json.Unmarshal(prevState.JSON, &prev)
-		uns, _ := json.Marshal(map[string]any{"prev_content": prev.Content, "replaces_state": prevState.EventID, "prev_sender": prevState.Sender})
-		ev.Unsigned = uns
-	}
-	if req.Type == spec.MRoomMember {
-		ev.Membership, _ = pdu.Membership()
-	}
-	ev.RelType, ev.RelatesTo = relation(req.Content)
+	ev := eventRow(pdu, req, prev)
 	if req.Type == spec.MRoomRedaction {
 		if err := e.checkRedaction(ctx, tx, room, verImpl, pdu, authEvents); err != nil {
 			return nil, err
 		}
 	}
+	return e.storeInTx(ctx, tx, room, ev, func() error {
+		if req.Type == spec.MRoomRedaction {
+			return e.applyRedaction(ctx, tx, verImpl, pdu)
+		}
+		return nil
+	})
+}
+
+// storeInTx appends ev to a locked room, then runs after (if not nil) and
+// the stored hooks. It returns the stored event.
+func (e *Engine) storeInTx(ctx context.Context, tx *storage.Tx, room *storage.Room, ev storage.NewEvent, after func() error) (*storage.Event, error) {
 	groupBefore := room.StateGroup
 	pos, err := tx.AppendEvent(ctx, room, ev)
 	if err != nil {
@@ -333,8 +376,8 @@ func (e *Engine) appendInTx(ctx context.Context, tx *storage.Tx, room *storage.R
 	}
 	// AppendEvent advanced room (a pointer), not its copy of ev.
 	ev.StreamPos, ev.StateGroupBefore, ev.StateGroupAfter = pos, groupBefore, room.StateGroup
-	if req.Type == spec.MRoomRedaction {
-		if err := e.applyRedaction(ctx, tx, verImpl, pdu); err != nil {
+	if after != nil {
+		if err := after(); err != nil {
 			return nil, err
 		}
 	}
