@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 
 	gmsl "github.com/matrix-org/gomatrixserverlib"
@@ -217,32 +218,38 @@ func (e *Engine) Create(ctx context.Context, req CreateRequest) (string, error) 
 		_ = add(spec.MRoomMember, inv, c)
 	}
 
-	var roomID string
+	// The events are built, signed and authorised before the transaction,
+	// on the state they make one after the other: nobody else can write to
+	// a room that does not exist yet. The transaction then only stores
+	// them; on PostgreSQL it holds the event-order lock, which every
+	// transaction appending events waits for, from its first event to its
+	// commit.
+	base := storage.Room{RoomVersion: req.RoomVersion, Creator: req.Creator, CreatedTS: e.now().UnixMilli(), Visibility: "private"}
+	if req.Visibility == "public" {
+		base.Visibility = "public"
+	}
+	if !verImpl.DomainlessRoomIDs() {
+		base.RoomID = "!" + auth.RandomString(18) + ":" + string(e.serverName)
+	}
+	built, err := e.buildCreation(verImpl, base, events)
+	if err != nil {
+		return "", err
+	}
+	base.RoomID = built[0].RoomID
 	var appended []*storage.Event
 	err = e.db.WithTx(ctx, func(tx *storage.Tx) error {
 		appended = appended[:0]
-		room := storage.Room{RoomVersion: req.RoomVersion, Creator: req.Creator, CreatedTS: e.now().UnixMilli(), Visibility: "private"}
-		if req.Visibility == "public" {
-			room.Visibility = "public"
+		room := base
+		if err := tx.CreateRoom(ctx, room); err != nil {
+			return err
 		}
-		if !verImpl.DomainlessRoomIDs() {
-			room.RoomID = "!" + auth.RandomString(18) + ":" + string(e.serverName)
-		}
-		for i := range events {
-			// The room row is created with the create event, whose ID
-			// determines the room ID in room version 12.
-			events[i].RoomID = room.RoomID
-			ev, err := e.appendInTx(ctx, tx, &room, events[i])
+		for _, ev := range built {
+			stored, err := e.storeInTx(ctx, tx, &room, ev, nil)
 			if err != nil {
-				var me *httpapi.Error
-				if errors.As(err, &me) && i > 0 {
-					return httpapi.InvalidRoomState("initial state event %s rejected: %s", events[i].Type, me.Message)
-				}
 				return err
 			}
-			appended = append(appended, ev)
+			appended = append(appended, stored)
 		}
-		roomID = room.RoomID
 		if alias != "" {
 			if err := tx.AddAlias(ctx, alias, room.RoomID, req.Creator, e.now().UnixMilli()); err != nil {
 				if errors.Is(err, storage.ErrRoomExists) {
@@ -256,12 +263,72 @@ func (e *Engine) Create(ctx context.Context, req CreateRequest) (string, error) 
 	if err != nil {
 		return "", err
 	}
+	roomID := base.RoomID
 	if e.notifier != nil {
 		for _, ev := range appended {
 			e.notifier.RoomEvent(roomID, ev.StreamPos, ev)
 		}
 	}
 	return roomID, nil
+}
+
+// buildCreation builds, signs and authorises a new room's events in order,
+// each on the state the ones before it made. room is the room's row before
+// its first event (its ID is empty in room version 12, where the create
+// event gives it). An event after the create event that is refused makes
+// the request's initial state invalid.
+func (e *Engine) buildCreation(verImpl gmsl.IRoomVersion, room storage.Room, events []SendRequest) ([]storage.NewEvent, error) {
+	state := map[storage.StateKeyTuple]gmsl.PDU{}
+	lookup := func(keys []storage.StateKeyTuple) ([]gmsl.PDU, error) {
+		var pdus []gmsl.PDU
+		for _, k := range keys {
+			if p, ok := state[k]; ok && !slices.Contains(pdus, p) {
+				pdus = append(pdus, p)
+			}
+		}
+		return pdus, nil
+	}
+	built := make([]storage.NewEvent, 0, len(events))
+	for i, req := range events {
+		req.RoomID = room.RoomID
+		ev, pdu, err := e.buildInitial(verImpl, &room, req, lookup)
+		if err != nil {
+			var me *httpapi.Error
+			if errors.As(err, &me) && i > 0 {
+				return nil, httpapi.InvalidRoomState("initial state event %s rejected: %s", req.Type, me.Message)
+			}
+			return nil, err
+		}
+		state[storage.StateKeyTuple{Type: req.Type, StateKey: *req.StateKey}] = pdu
+		room.RoomID, room.LatestEventID, room.Depth = ev.RoomID, ev.EventID, ev.Depth
+		built = append(built, ev)
+	}
+	return built, nil
+}
+
+// buildInitial builds one of buildCreation's events (all are state
+// events), the first being the create event.
+func (e *Engine) buildInitial(verImpl gmsl.IRoomVersion, room *storage.Room, req SendRequest, state stateLookup) (storage.NewEvent, gmsl.PDU, error) {
+	if req.Type == spec.MRoomRedaction {
+		// A redaction needs an event to redact, and a new room has none.
+		return storage.NewEvent{}, nil, httpapi.NotFound("event to redact not found")
+	}
+	if (req.Type == spec.MRoomCreate) != (room.LatestEventID == "") {
+		return storage.NewEvent{}, nil, httpapi.Forbidden("a room's first event, and only it, is its create event")
+	}
+	pdu, authEvents, prev, err := e.buildOn(verImpl, room, req, state)
+	if err != nil {
+		return storage.NewEvent{}, nil, err
+	}
+	if req.Type == spec.MRoomCreate {
+		if err := authEvents.AddEvent(pdu); err != nil {
+			return storage.NewEvent{}, nil, err
+		}
+	}
+	if err := gmsl.Allowed(pdu, authEvents, userIDForSender); err != nil {
+		return storage.NewEvent{}, nil, httpapi.Forbidden("%s", authMessage(err))
+	}
+	return eventRow(pdu, req, prev), pdu, nil
 }
 
 // memberContent builds m.room.member content for a local user, with their

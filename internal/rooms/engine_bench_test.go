@@ -172,6 +172,36 @@ func BenchmarkEngineJoin(b *testing.B) {
 	}
 }
 
+// BenchmarkEngineCreate is createRoom (a private room and its initial
+// state, about six events in one transaction), one at a time and from 16
+// goroutines as the load tool's rooms scenario does. On PostgreSQL the
+// transaction holds the event-order lock from its first event to its
+// commit, so the parallel case shows how much of a creation that lock
+// serialises.
+func BenchmarkEngineCreate(b *testing.B) {
+	for _, goroutines := range []int{1, 16} {
+		b.Run(fmt.Sprintf("goroutines=%d", goroutines), func(b *testing.B) {
+			srv, alice, _ := benchRoom(b)
+			ctx := context.Background()
+			b.SetParallelism(max(1, goroutines/runtime.GOMAXPROCS(0)))
+			if goroutines == 1 {
+				b.SetParallelism(1)
+			}
+			b.ResetTimer()
+			cpu := cpuTime()
+			defer func() { reportCPU(b, cpuTime()-cpu) }()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := srv.Srv.Rooms.Create(ctx, rooms.CreateRequest{Creator: alice, Preset: "private_chat"}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
 // authFixture is a room's auth state parsed as gomatrixserverlib events.
 type authFixture struct {
 	verImpl gmsl.IRoomVersion

@@ -143,6 +143,13 @@ func TestCreateRoomOptions(t *testing.T) {
 	if hv := e.stateContent(alice, room, "m.room.history_visibility", ""); hv["history_visibility"] != "joined" {
 		t.Fatalf("initial_state did not override the preset: %v", hv)
 	}
+	// The override replaced the preset's event, built on the state the
+	// events before it made.
+	hvEv := e.stateEvent(alice, room, "m.room.history_visibility", "")
+	uns, _ := hvEv["unsigned"].(map[string]any)
+	if prev, _ := uns["prev_content"].(map[string]any); prev["history_visibility"] != "shared" || uns["replaces_state"] == nil {
+		t.Fatalf("initial_state override's unsigned = %v", hvEv["unsigned"])
+	}
 	if c := e.stateContent(alice, room, "org.example.custom", "a/b"); c["x"] != float64(1) {
 		t.Fatalf("custom state = %v", c)
 	}
