@@ -286,18 +286,35 @@ func (e *Engine) buildOn(verImpl gmsl.IRoomVersion, room *storage.Room, req Send
 	if verImpl.DomainlessRoomIDs() && req.Type == spec.MRoomCreate && req.StateKey != nil && *req.StateKey == "" {
 		proto.RoomID = ""
 	}
-	pdu, err := verImpl.NewEventBuilderFromProtoEvent(&proto).Build(e.now(), e.serverName, e.keyID, e.key)
-	var tooLarge gmsl.EventValidationError
-	if errors.As(err, &tooLarge) && tooLarge.Code == gmsl.EventValidationTooLarge {
-		return nil, nil, nil, httpapi.TooLarge("event exceeds %d bytes", MaxEventBytes)
-	}
+	pdu, err := e.sign(verImpl, &proto)
 	if err != nil {
-		return nil, nil, nil, httpapi.BadJSON("cannot build event: %v", err)
-	}
-	if len(pdu.JSON()) > MaxEventBytes {
-		return nil, nil, nil, httpapi.TooLarge("event exceeds %d bytes", MaxEventBytes)
+		return nil, nil, nil, err
 	}
 	return pdu, authEvents, prev, nil
+}
+
+// sign builds and signs proto: a message directly as canonical JSON
+// (messagebuild.go), anything else with gomatrixserverlib's builder. An
+// event over MaxEventBytes is refused.
+func (e *Engine) sign(verImpl gmsl.IRoomVersion, proto *gmsl.ProtoEvent) (gmsl.PDU, error) {
+	var pdu gmsl.PDU
+	var err error
+	if canBuildMessage(verImpl.Version(), proto) {
+		pdu, err = buildMessage(verImpl, proto, e.now(), e.serverName, e.keyID, e.key)
+	} else {
+		pdu, err = verImpl.NewEventBuilderFromProtoEvent(proto).Build(e.now(), e.serverName, e.keyID, e.key)
+	}
+	var tooLarge gmsl.EventValidationError
+	if errors.As(err, &tooLarge) && tooLarge.Code == gmsl.EventValidationTooLarge {
+		return nil, httpapi.TooLarge("event exceeds %d bytes", MaxEventBytes)
+	}
+	if err != nil {
+		return nil, httpapi.BadJSON("cannot build event: %v", err)
+	}
+	if len(pdu.JSON()) > MaxEventBytes {
+		return nil, httpapi.TooLarge("event exceeds %d bytes", MaxEventBytes)
+	}
+	return pdu, nil
 }
 
 // eventRow is the row AppendEvent stores for pdu, built from req and

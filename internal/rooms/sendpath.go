@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 
 	gmsl "github.com/matrix-org/gomatrixserverlib"
@@ -215,79 +217,12 @@ func (e *Engine) sendBuilt(ctx context.Context, ent *roomEntry, req SendRequest)
 	}
 	head := ent.room
 	verImpl := ent.verImpl
-	if len(req.Content) == 0 {
-		req.Content = json.RawMessage("{}")
-	}
-	proto := gmsl.ProtoEvent{
-		SenderID: req.Sender,
-		RoomID:   head.RoomID,
-		Type:     req.Type,
-		StateKey: req.StateKey,
-		Content:  spec.RawJSON(req.Content),
-		Redacts:  req.Redacts,
-	}
-	needed, err := gmsl.StateNeededForProtoEvent(&proto)
-	if err != nil {
-		return sendResult{}, nil, httpapi.BadJSON("%v", err)
-	}
-	tuples := needed.Tuples()
-	keys := make([]storage.StateKeyTuple, 0, len(tuples)+1)
-	for _, t := range tuples {
-		keys = append(keys, storage.StateKeyTuple{Type: t.EventType, StateKey: t.StateKey})
-	}
-	var prevKey storage.StateKeyTuple
-	if req.StateKey != nil {
-		prevKey = storage.StateKeyTuple{Type: req.Type, StateKey: *req.StateKey}
-		keys = append(keys, prevKey)
-	}
-	state, err := e.stateFor(ctx, ent, keys)
+	pdu, authEvents, prev, err := e.buildOn(verImpl, &head, req, func(keys []storage.StateKeyTuple) ([]gmsl.PDU, error) {
+		state, err := e.stateFor(ctx, ent, keys)
+		return slices.Collect(maps.Values(state)), err
+	})
 	if err != nil {
 		return sendResult{}, nil, err
-	}
-	authPDUs := make([]gmsl.PDU, 0, len(state))
-	for _, p := range state {
-		authPDUs = append(authPDUs, p)
-	}
-	authEvents, err := gmsl.NewAuthEvents(authPDUs)
-	if err != nil {
-		return sendResult{}, nil, fmt.Errorf("auth events: %w", err)
-	}
-	refs, err := needed.AuthEventReferences(authEvents)
-	if err != nil {
-		return sendResult{}, nil, err
-	}
-	if verImpl.DomainlessRoomIDs() {
-		createID := "$" + head.RoomID[1:]
-		filtered := refs[:0]
-		for _, r := range refs {
-			if r != createID {
-				filtered = append(filtered, r)
-			}
-		}
-		refs = filtered
-	}
-	proto.AuthEvents = refs
-	if head.LatestEventID != "" {
-		proto.PrevEvents = []string{head.LatestEventID}
-	} else {
-		proto.PrevEvents = []string{}
-	}
-	proto.Depth = head.Depth + 1
-	var pdu gmsl.PDU
-	if canBuildMessage(verImpl.Version(), &proto) {
-		pdu, err = buildMessage(verImpl, &proto, e.now(), e.serverName, e.keyID, e.key)
-	} else {
-		pdu, err = verImpl.NewEventBuilderFromProtoEvent(&proto).Build(e.now(), e.serverName, e.keyID, e.key)
-	}
-	var tooLarge gmsl.EventValidationError
-	if errors.As(err, &tooLarge) && tooLarge.Code == gmsl.EventValidationTooLarge {
-		return sendResult{}, nil, httpapi.TooLarge("event exceeds %d bytes", MaxEventBytes)
-	}
-	if err != nil {
-		return sendResult{}, nil, httpapi.BadJSON("cannot build event: %v", err)
-	}
-	if len(pdu.JSON()) > MaxEventBytes {
-		return sendResult{}, nil, httpapi.TooLarge("event exceeds %d bytes", MaxEventBytes)
 	}
 	ak := allowedKey{req.Sender, req.Type}
 	if _, known := ent.allowed[ak]; !known || !isMessage(&req) {
@@ -303,27 +238,7 @@ func (e *Engine) sendBuilt(ctx context.Context, ent *roomEntry, req SendRequest)
 			ent.allowed[ak] = struct{}{}
 		}
 	}
-	ev := storage.NewEvent{Event: storage.Event{
-		EventID:        pdu.EventID(),
-		RoomID:         head.RoomID,
-		Type:           req.Type,
-		StateKey:       req.StateKey,
-		Sender:         req.Sender,
-		OriginServerTS: int64(pdu.OriginServerTS()),
-		Depth:          pdu.Depth(),
-		JSON:           pdu.JSON(),
-		TxnDevice:      req.TxnDevice,
-		TxnID:          req.TxnID,
-	}}
-	if req.StateKey != nil {
-		if prev := state[prevKey]; prev != nil {
-			ev.Unsigned = prevUnsigned(prev.Content(), prev.EventID(), string(prev.SenderID()))
-		}
-	}
-	if req.Type == spec.MRoomMember {
-		ev.Membership, _ = pdu.Membership()
-	}
-	ev.RelType, ev.RelatesTo = relation(req.Content)
+	ev := eventRow(pdu, req, prev)
 	hooks, err := e.prepareHooks(ctx, req, ev.Event, head.StateGroup)
 	if err != nil {
 		return sendResult{}, nil, err
@@ -402,7 +317,7 @@ func (e *Engine) sendBuilt(ctx context.Context, ent *roomEntry, req SendRequest)
 	}
 	if res.ev != nil {
 		ent.room = res.room
-		ent.state[prevKey] = pdu
+		ent.state[storage.StateKeyTuple{Type: req.Type, StateKey: *req.StateKey}] = pdu
 		ent.allowed = nil
 	}
 	return *res, nil, nil
