@@ -221,8 +221,12 @@ func (e *Evaluator) evaluate(ctx context.Context, src source, ev *storage.Event,
 		threadID = ev.RelatesTo
 	}
 	var acts []storage.PushAction
+	memberEvent := ev.Type == "m.room.member" && ev.StateKey != nil
 	for _, r := range recipients {
 		userID := r.UserID
+		if memberEvent && userID != *ev.StateKey && rules[userID].QuietOnMembers() {
+			continue // Evaluate would not notify
+		}
 		res := rules[userID].Evaluate(pev, Context{
 			UserID:          userID,
 			MemberCount:     memberCount,

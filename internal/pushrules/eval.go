@@ -89,6 +89,35 @@ type compiledCond struct {
 // and safe to share between goroutines.
 type Compiled struct {
 	rules []compiledRule
+	// quietOnMembers: see QuietOnMembers.
+	quietOnMembers bool
+}
+
+// QuietOnMembers reports whether the ruleset notifies its user of no
+// m.room.member event except one whose state key is the user. It holds
+// when .m.rule.member_event (whose only condition, type m.room.member,
+// users cannot change) is enabled without notifying, and no rule before
+// it notifies but .m.rule.invite_for_me, which also requires the state
+// key to be the user: the server defaults, and most rulesets. In a room
+// of ten thousand members a join is then evaluated for its target only,
+// not for every member.
+func (c *Compiled) QuietOnMembers() bool { return c.quietOnMembers }
+
+// quietOnMembers computes QuietOnMembers from the compiled rules, in the
+// order Evaluate tries them.
+func quietOnMembers(rules []compiledRule) bool {
+	for _, r := range rules {
+		switch {
+		case r.kind == "override" && r.id == ".m.rule.member_event":
+			return !r.result.Notify
+		case !r.result.Notify, r.kind == "override" && r.id == ".m.rule.invite_for_me":
+			// A rule that does not notify, when it matches, stops the
+			// evaluation with no notification, as member_event would.
+		default:
+			return false
+		}
+	}
+	return false
 }
 
 // Compile prepares a ruleset for evaluation. Disabled rules are dropped:
@@ -117,6 +146,7 @@ func Compile(rs *Ruleset) *Compiled {
 			c.rules = append(c.rules, cr)
 		}
 	}
+	c.quietOnMembers = quietOnMembers(c.rules)
 	return c
 }
 

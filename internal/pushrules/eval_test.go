@@ -286,3 +286,67 @@ func BenchmarkNewEvent(b *testing.B) {
 		}
 	}
 }
+
+// TestQuietOnMembersAgreesWithEvaluate checks QuietOnMembers, which lets
+// the bulk evaluation skip a member event's non-targets, against Evaluate
+// itself: for each ruleset said to be quiet, no member event about
+// another user notifies (mentions, the user's display name in a body and
+// notices included); each ruleset said not to be has one that does.
+func TestQuietOnMembersAgreesWithEvaluate(t *testing.T) {
+	const me = "@bob:localhost"
+	on, off := true, false
+	notifyHighlight := []any{"notify", map[string]any{"set_tweak": "highlight"}}
+	cond := func(key, pattern string) *[]Condition {
+		return &[]Condition{{Kind: "event_match", Key: key, Pattern: &pattern}}
+	}
+	cases := []struct {
+		name  string
+		rs    Ruleset
+		quiet bool
+	}{
+		{"defaults", Defaults(me), true},
+		{"master enabled", Merge(me, nil, []Override{{RuleID: ".m.rule.master", Enabled: &on}}), true},
+		{"invite_for_me highlights", Merge(me, nil, []Override{{RuleID: ".m.rule.invite_for_me", Actions: notifyHighlight}}), true},
+		{"user override that silences", Merge(me, []UserRule{{Kind: "override", Rule: Rule{RuleID: "hush", Enabled: true,
+			Conditions: cond("type", "m.room.member"), Actions: []any{}}}}, nil), true},
+		{"member_event disabled", Merge(me, nil, []Override{{RuleID: ".m.rule.member_event", Enabled: &off}}), false},
+		{"member_event notifies", Merge(me, nil, []Override{{RuleID: ".m.rule.member_event", Actions: []any{"notify"}}}), false},
+		{"suppress_notices notifies", Merge(me, nil, []Override{{RuleID: ".m.rule.suppress_notices", Actions: []any{"notify"}}}), false},
+		{"user override that notifies", Merge(me, []UserRule{{Kind: "override", Rule: Rule{RuleID: "joins", Enabled: true,
+			Conditions: cond("content.membership", "join"), Actions: []any{"notify"}}}}, nil), false},
+	}
+	other := "@carol:localhost"
+	events := []map[string]any{
+		{"content": map[string]any{"membership": "join"}},
+		{"content": map[string]any{"membership": "invite"}},
+		{"content": map[string]any{"membership": "leave", "reason": "Bob knows"}},
+		{"content": map[string]any{"membership": "ban"}},
+		{"content": map[string]any{"membership": "join", "m.mentions": map[string]any{"user_ids": []any{me}, "room": true}}},
+		{"content": map[string]any{"membership": "join", "displayname": "Bob", "body": "Bob bob @room"}},
+		{"content": map[string]any{"membership": "join", "msgtype": "m.notice"}},
+	}
+	for _, tc := range cases {
+		c := Compile(&tc.rs)
+		if c.QuietOnMembers() != tc.quiet {
+			t.Fatalf("%s: QuietOnMembers = %v, want %v", tc.name, c.QuietOnMembers(), tc.quiet)
+		}
+		notified := false
+		for _, e := range events {
+			e["type"], e["state_key"], e["sender"], e["room_id"] = "m.room.member", other, other, "!r:localhost"
+			b, _ := json.Marshal(e)
+			ev, err := NewEvent(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := c.Evaluate(ev, Context{UserID: me, MemberCount: 3, DisplayName: func() string { return "Bob" },
+				SenderMayNotify: func(string) bool { return true }})
+			if res.Notify && tc.quiet {
+				t.Fatalf("%s: said quiet, but %s notifies", tc.name, b)
+			}
+			notified = notified || res.Notify
+		}
+		if !tc.quiet && !notified {
+			t.Fatalf("%s: said not quiet, but no member event notifies", tc.name)
+		}
+	}
+}

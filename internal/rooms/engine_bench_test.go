@@ -164,10 +164,12 @@ func BenchmarkEngineJoin(b *testing.B) {
 				join(i)
 			}
 			i := members
+			cpu := cpuTime()
 			for b.Loop() {
 				join(i)
 				i++
 			}
+			reportCPU(b, cpuTime()-cpu)
 		})
 	}
 }
