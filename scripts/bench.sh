@@ -43,8 +43,13 @@ for backend in $BACKENDS; do
     if [ "${KEEP_DATA:-}" != 1 ]; then
       psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)"
     fi
-    psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'" | grep -q 1 ||
+    if psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'" | grep -q 1; then
+      # A kept data set: give the planner fresh statistics, which a server
+      # with autovacuum off (as on CI machines) never gathers by itself.
+      psql -h 127.0.0.1 -U postgres -d "$PG_DB" -qc "ANALYZE"
+    else
       psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $PG_DB"
+    fi
     db=$'database:\n  url: postgres://postgres@127.0.0.1:5432/'"$PG_DB"'?sslmode=disable'
   fi
   cat > "$OUT/$backend.yaml" <<YAML
