@@ -158,6 +158,12 @@ func (b *bench) serverCPU() time.Duration {
 	return d
 }
 
+// ownCPU returns the CPU time this benchmark process has used so far.
+func ownCPU() time.Duration {
+	d, _ := procStats{pid: os.Getpid()}.cpu()
+	return d
+}
+
 func mib(n int64) float64 { return float64(n) / (1 << 20) }
 
 // parallel runs f(0..n-1) on conc workers and returns the first error.

@@ -260,10 +260,14 @@ func (b *bench) scenarioSend(ctx context.Context) error {
 	if err := b.ensureRooms(ctx, false); err != nil {
 		return err
 	}
-	cpu0 := b.serverCPU()
+	cpu0, own0 := b.serverCPU(), ownCPU()
 	ok, failed, lat, wall, worst, err := b.sendLoad(ctx, b.smallRooms, b.o.Senders, b.o.Duration, b.o.Prefix+"-send-"+b.runID)
 	if cpu := b.serverCPU() - cpu0; cpu > 0 && ok > 0 {
 		b.rep.add("send", "server cpu per acknowledged event", ms(cpu)/float64(ok), "ms")
+	}
+	// The client shares the machine: what it spends, the server cannot.
+	if own := ownCPU() - own0; own > 0 && ok > 0 {
+		b.rep.add("send", "benchmark client cpu per acknowledged event", ms(own)/float64(ok), "ms")
 	}
 	s := lat.summary()
 	b.rep.add("send", "senders (small rooms)", float64(b.o.Senders), "senders")
