@@ -46,6 +46,8 @@ type DB struct {
 	readStmts stmtCache
 	// ckpt checkpoints the write-ahead log off the writer (SQLite).
 	ckpt *checkpointer
+	// wal syncs the SQLite write-ahead log for the writer (walsync.go).
+	wal *walSyncer
 	// prune deletes expired transaction IDs (see txn_prune.go).
 	prune *pruner
 	// positions caches CurrentStreamPositions between commits.
@@ -129,7 +131,10 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		q.Add("_pragma", "cache_size(-32768)") // KiB: 32 MiB of page cache
 		q.Add("_pragma", "busy_timeout(10000)")
 		q.Add("_pragma", "foreign_keys(1)")
-		q.Add("_pragma", "synchronous(FULL)")
+		// NORMAL: the commit writes its log frames without syncing them;
+		// the syncer does, and nothing waits on a commit before it is
+		// durable (see walsync.go).
+		q.Add("_pragma", "synchronous(NORMAL)")
 		// Temporary files in memory: above all the statement journals of
 		// multi-row statements inside a transaction (a message to a big
 		// room inserts hundreds of push action rows per statement), which
@@ -174,6 +179,7 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		c.SetConnMaxIdleTime(0)
 		db.dialect, db.write, db.read = SQLite, w, r
 		db.ckpt = startCheckpointer(c, &db.commits, &db.ckptCatchUp)
+		db.wal = startWALSyncer(path)
 	}
 	db.gc = newGroupCommitter(db)
 	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -201,6 +207,7 @@ func (db *DB) Dialect() Dialect { return db.dialect }
 func (db *DB) Close() error {
 	db.prune.close()
 	db.gc.close()
+	db.wal.close()
 	db.ckpt.close()
 	db.stmts.close()
 	db.readStmts.close()
@@ -299,20 +306,69 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 	defer tx.ended()
 	if err := fn(tx); err != nil {
 		_ = sqlTx.Rollback()
+		// The error may come from what earlier commits wrote (a name
+		// taken, say): it too waits until they are durable.
+		db.readVisible()
 		return err
 	}
-	if err := sqlTx.Commit(); err != nil {
+	seq := db.beginCommit()
+	err = sqlTx.Commit()
+	db.endCommit(seq)
+	if err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
 	db.committed()
 	for _, f := range tx.afterCommit {
 		f()
 	}
-	return nil
+	return db.waitDurable(seq)
 }
 
 // committed counts a commit of a write transaction.
 func (db *DB) committed() { db.commits.Add(1) }
+
+// beginCommit is called just before a commit call (or an autocommit
+// statement) on the writer; endCommit with its result once the call has
+// returned, whatever its outcome. On SQLite they number the commit for the
+// syncer (walsync.go); on PostgreSQL, whose commits are durable when they
+// return, they do nothing.
+func (db *DB) beginCommit() uint64 {
+	if db.wal == nil {
+		return 0
+	}
+	return db.wal.begin()
+}
+
+func (db *DB) endCommit(seq uint64) {
+	if db.wal != nil {
+		db.wal.end(seq)
+	}
+}
+
+// waitDurable returns once commit seq (from beginCommit) is durable.
+func (db *DB) waitDurable(seq uint64) error {
+	if db.wal == nil {
+		return nil
+	}
+	return db.wal.wait(seq)
+}
+
+// whenDurable runs f once every commit ended so far is durable: at once on
+// PostgreSQL, on the syncer's goroutine on SQLite.
+func (db *DB) whenDurable(f func(error)) {
+	if db.wal == nil {
+		f(nil)
+		return
+	}
+	db.wal.whenDurable(f)
+}
+
+// readVisible is called after a read's query call (see walsync.go).
+func (db *DB) readVisible() {
+	if db.wal != nil {
+		db.wal.visible()
+	}
+}
 
 // sqlRunner runs statements: a *sql.Tx or a *sql.Conn.
 type sqlRunner interface {
@@ -405,18 +461,27 @@ func (db *DB) ReadStatements() uint64 { return db.reads.Load() }
 
 func (db *DB) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
 	db.reads.Add(1)
+	var rows *sql.Rows
+	var err error
 	if st := db.readStmt(q); st != nil {
-		return st.QueryContext(ctx, args...)
+		rows, err = st.QueryContext(ctx, args...)
+	} else {
+		rows, err = db.read.QueryContext(ctx, db.rebind(q), args...)
 	}
-	return db.read.QueryContext(ctx, db.rebind(q), args...)
+	db.readVisible()
+	return rows, err
 }
 
 func (db *DB) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 	db.reads.Add(1)
+	var row *sql.Row
 	if st := db.readStmt(q); st != nil {
-		return st.QueryRowContext(ctx, args...)
+		row = st.QueryRowContext(ctx, args...)
+	} else {
+		row = db.read.QueryRowContext(ctx, db.rebind(q), args...)
 	}
-	return db.read.QueryRowContext(ctx, db.rebind(q), args...)
+	db.readVisible()
+	return row
 }
 
 // readStmt returns q prepared on the SQLite reader pool (each reader
@@ -438,7 +503,13 @@ func (db *DB) readStmt(q string) *sql.Stmt {
 }
 
 func (db *DB) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	return db.write.ExecContext(ctx, db.rebind(q), args...)
+	seq := db.beginCommit()
+	res, err := db.write.ExecContext(ctx, db.rebind(q), args...)
+	db.endCommit(seq)
+	if err != nil {
+		return res, err
+	}
+	return res, db.waitDurable(seq)
 }
 
 // notFound maps sql.ErrNoRows to ErrNotFound.

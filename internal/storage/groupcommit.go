@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -17,7 +18,7 @@ import (
 // batch. A unit that fails is rolled back alone: the transaction is rolled
 // back and the batch replayed without it, so its error never reaches the
 // other units of the batch. Batch returns only once its unit's transaction
-// has committed (or failed).
+// has committed durably (or failed).
 
 // maxBatch bounds how many units one transaction holds.
 const maxBatch = 256
@@ -204,7 +205,10 @@ func (g *groupCommitter) run(batch []*batchJob) {
 			// pins the failure on its unit.
 			writeBehind = false
 		case failed >= 0:
-			pending[failed].done <- err
+			// Its error may come from what earlier commits wrote: it
+			// too waits until they are durable.
+			j := pending[failed]
+			g.db.whenDurable(func(error) { j.done <- err })
 			pending = append(pending[:failed], pending[failed+1:]...)
 		case err != nil && isRetryable(err) && retries < maxBatchRetries:
 			retries++
@@ -214,9 +218,14 @@ func (g *groupCommitter) run(batch []*batchJob) {
 			}
 			return
 		default:
-			for _, j := range pending {
-				j.done <- nil
-			}
+			// Acknowledged once durable: on SQLite the syncer does it,
+			// while this goroutine goes on with the next batch.
+			acks := slices.Clone(pending)
+			g.db.whenDurable(func(err error) {
+				for _, j := range acks {
+					j.done <- err
+				}
+			})
 			return
 		}
 	}
@@ -281,7 +290,10 @@ func (g *groupCommitter) attempt(jobs []*batchJob, writeBehind bool) (int, error
 		}
 		return -1, fmt.Errorf("update rooms: %w", err)
 	}
-	if err := sqlTx.Commit(); err != nil {
+	seq := db.beginCommit()
+	err = sqlTx.Commit()
+	db.endCommit(seq)
+	if err != nil {
 		return -1, fmt.Errorf("commit: %w", err)
 	}
 	db.committed()
