@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -220,9 +221,27 @@ func (b *bench) sendLoad(ctx context.Context, rooms []*room, senders int, d time
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// Each sender on a connection of its own, written and read
+			// directly (see rawConn), unless the URL is not plain http.
+			rc := newRawConn(b.o.URL, b.o.Timeout)
+			if rc != nil {
+				defer rc.close()
+			}
+			var body []byte
 			for n := 0; time.Now().Before(deadline) && ctx.Err() == nil; n++ {
+				txnID := tag + "-" + strconv.Itoa(s) + "-" + strconv.Itoa(n)
+				body = append(body[:0], `{"msgtype":"m.text","body":"benchmark message `...)
+				body = strconv.AppendInt(body, int64(n), 10)
+				body = append(body, " from sender "...)
+				body = strconv.AppendInt(body, int64(s), 10)
+				body = append(body, `"}`...)
 				t := time.Now()
-				err := b.c.send(ctx, u, r.ID, fmt.Sprintf("%s-%d-%d", tag, s, n), map[string]any{"msgtype": "m.text", "body": fmt.Sprintf("benchmark message %d from sender %d", n, s)})
+				var err error
+				if rc != nil {
+					err = rc.sendRaw(ctx, u, r.ID, txnID, body)
+				} else {
+					err = b.c.send(ctx, u, r.ID, txnID, json.RawMessage(body))
+				}
 				if err != nil {
 					failN.Add(1)
 					errOnce.Do(func() { firstErr = err })
