@@ -321,30 +321,6 @@ func (db *DB) UsersSharingRooms(ctx context.Context, userID string) ([]string, e
 		WHERE m1.user_id = ? AND m1.membership = 'join' AND m2.membership IN ('join', 'invite')`, userID)
 }
 
-// MemberEventsBetween returns the member events of the given rooms with
-// from < stream_pos <= to, oldest first.
-func (db *DB) MemberEventsBetween(ctx context.Context, roomIDs []string, from, to int64) ([]Event, error) {
-	var out []Event
-	for start := 0; start < len(roomIDs); start += 500 {
-		end := min(start+500, len(roomIDs))
-		args := []any{from, to}
-		for _, id := range roomIDs[start:end] {
-			args = append(args, id)
-		}
-		rows, err := db.query(ctx, `SELECT `+eventColumns+` FROM events WHERE type = 'm.room.member' AND stream_pos > ? AND stream_pos <= ? AND room_id IN (`+
-			placeholders(end-start)+`) ORDER BY stream_pos`, args...)
-		if err != nil {
-			return nil, err
-		}
-		evs, err := scanEvents(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, evs...)
-	}
-	return out, nil
-}
-
 // ToDeviceMessage is a queued to-device message.
 type ToDeviceMessage struct {
 	StreamPos int64
