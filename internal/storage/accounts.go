@@ -300,7 +300,8 @@ func (db *DB) lookupAccessToken(ctx context.Context, hash string) (TokenOwner, e
 	var t TokenOwner
 	var exp sql.NullInt64
 	var admin, guest, deact int
-	err := db.queryRow(ctx, `SELECT t.user_id, t.device_id, t.created_ts, t.expires_ts, u.is_admin, u.is_guest, u.deactivated
+	// Without the read gate: see queryInternal.
+	err := db.queryRowInternal(ctx, `SELECT t.user_id, t.device_id, t.created_ts, t.expires_ts, u.is_admin, u.is_guest, u.deactivated
 		FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = ?`, hash).
 		Scan(&t.UserID, &t.DeviceID, &t.CreatedTS, &exp, &admin, &guest, &deact)
 	t.ExpiresTS = exp.Int64

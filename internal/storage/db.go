@@ -459,29 +459,44 @@ func (tx *Tx) insertReturningID(ctx context.Context, idCol, q string, args ...an
 // since the database was opened: benchmarks report it per request.
 func (db *DB) ReadStatements() uint64 { return db.reads.Load() }
 
+// query runs a read on the reader pool; it returns once every commit the
+// read could have seen is durable (see walsync.go).
 func (db *DB) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	db.reads.Add(1)
-	var rows *sql.Rows
-	var err error
-	if st := db.readStmt(q); st != nil {
-		rows, err = st.QueryContext(ctx, args...)
-	} else {
-		rows, err = db.read.QueryContext(ctx, db.rebind(q), args...)
-	}
+	rows, err := db.queryInternal(ctx, q, args...)
 	db.readVisible()
 	return rows, err
 }
 
+// queryRow is query for one row.
 func (db *DB) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
-	db.reads.Add(1)
-	var row *sql.Row
-	if st := db.readStmt(q); st != nil {
-		row = st.QueryRowContext(ctx, args...)
-	} else {
-		row = db.read.QueryRowContext(ctx, db.rebind(q), args...)
-	}
+	row := db.queryRowInternal(ctx, q, args...)
 	db.readVisible()
 	return row
+}
+
+// queryInternal is query without waiting for the commits the read could
+// have seen to be durable. It is only for reads whose rows nobody outside
+// the process learns before a commit that depends on them is durable:
+// the push recipients of a message being sent (they become push actions
+// in its own, later, commit) and an access token's owner (a token exists
+// for its client only once the commit creating it is durable). Such reads
+// are on the send path, where waiting for the commit in flight cost each
+// send up to a commit and a sync.
+func (db *DB) queryInternal(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	db.reads.Add(1)
+	if st := db.readStmt(q); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return db.read.QueryContext(ctx, db.rebind(q), args...)
+}
+
+// queryRowInternal is queryInternal for one row.
+func (db *DB) queryRowInternal(ctx context.Context, q string, args ...any) *sql.Row {
+	db.reads.Add(1)
+	if st := db.readStmt(q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return db.read.QueryRowContext(ctx, db.rebind(q), args...)
 }
 
 // readStmt returns q prepared on the SQLite reader pool (each reader

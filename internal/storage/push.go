@@ -301,7 +301,8 @@ func (db *DB) PushRulesGeneration() uint64 { return db.pushRules.Load() }
 
 // PushRecipients is Tx.PushRecipients outside a transaction.
 func (db *DB) PushRecipients(ctx context.Context, roomID string) ([]PushRecipient, error) {
-	return pushRecipients(ctx, db.query, roomID)
+	// Ahead of the message's commit, which stores what they imply.
+	return pushRecipients(ctx, db.queryInternal, roomID)
 }
 
 func pushRecipients(ctx context.Context, query queryFunc, roomID string) ([]PushRecipient, error) {

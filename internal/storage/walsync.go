@@ -32,6 +32,8 @@ import (
 //     statement first steps, which the driver does inside the query call,
 //     and a commit becomes visible only at the end of the commit call; so
 //     every commit a read can see had begun before the read returned.
+//     The exceptions are the send path's reads that nobody outside sees
+//     before a later commit (queryInternal).
 //
 // The writer meanwhile runs the next batch, and one sync covers every
 // commit made during the one before. A failed sync is sticky: the log's

@@ -121,6 +121,12 @@ func TestCommitWaitsForLogSync(t *testing.T) {
 	if _, ok := returnsWithin(read, 200*time.Millisecond); ok {
 		t.Fatal("read returned a commit not yet durable")
 	}
+	// The send path's internal reads (push recipients, token owners) do
+	// not wait: what they read reaches no one before a later commit.
+	var internal int
+	if err := db.queryRowInternal(ctx, `SELECT COUNT(*) FROM sync_probe`).Scan(&internal); err != nil || internal != 1 {
+		t.Fatalf("internal read: %d rows (%v), want 1 at once", internal, err)
+	}
 	h.unblock()
 	if err, ok := returnsWithin(acked, 5*time.Second); !ok || err != nil {
 		t.Fatalf("batch after the sync: returned %v, %v", ok, err)
