@@ -271,10 +271,15 @@ func (db *DB) MaxStreamPos(ctx context.Context) (int64, error) {
 	return p.Int64, err
 }
 
+// relationsSQL is the start of Relations' query, through events_relates_to.
+// Without statistics, SQLite weighs relates_to = ? against the room's
+// window of events_room_stream as a tie; TestSyncQueryPlans pins the choice.
+const relationsSQL = `SELECT ` + eventColumns + ` FROM events WHERE relates_to = ? AND room_id = ? AND stream_pos > ? AND stream_pos <= ?`
+
 // Relations returns events relating to eventID, newest first, with stream
 // positions below before (0 for no bound).
 func (db *DB) Relations(ctx context.Context, roomID, eventID, relType, evType string, from, to int64, limit int, backwards bool) ([]Event, error) {
-	q := `SELECT ` + eventColumns + ` FROM events WHERE relates_to = ? AND room_id = ? AND stream_pos > ? AND stream_pos <= ?`
+	q := relationsSQL
 	args := []any{eventID, roomID, from, to}
 	if relType != "" {
 		q += ` AND rel_type = ?`
@@ -725,14 +730,16 @@ func (tx *Tx) ForgetRoom(ctx context.Context, roomID, userID string) error {
 	return err
 }
 
+// membershipChangesSQL is MembershipChanges' query, through events_state.
+const membershipChangesSQL = `SELECT ` + eventColumns + ` FROM events WHERE type = 'm.room.member' AND state_key = ? AND stream_pos > ? AND stream_pos <= ? ORDER BY stream_pos`
+
 // MembershipChanges returns the user's own membership events with
 // from < stream_pos <= to, oldest first.
 func (db *DB) MembershipChanges(ctx context.Context, userID string, from, to int64) ([]Event, error) {
 	if to <= from {
 		return nil, nil
 	}
-	rows, err := db.query(ctx, `SELECT `+eventColumns+` FROM events WHERE type = 'm.room.member' AND state_key = ? AND stream_pos > ? AND stream_pos <= ? ORDER BY stream_pos`,
-		userID, from, to)
+	rows, err := db.query(ctx, membershipChangesSQL, userID, from, to)
 	if err != nil {
 		return nil, err
 	}

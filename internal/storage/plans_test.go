@@ -44,6 +44,9 @@ func TestSyncQueryPlans(t *testing.T) {
 		{"ReadReceiptsAfter", readReceiptsAfterSQL, []string{"SEARCH receipts USING COVERING INDEX sqlite_autoindex_receipts_1 ((room_id,receipt_type,user_id,thread_id)>(?,?,?,?))"}},
 		{"FirstEventFrom", firstEventFromSQL, []string{"SEARCH events USING INTEGER PRIMARY KEY (rowid>?)"}},
 		{"SyncMemberships", syncMembershipsSQL, []string{"COVERING INDEX memberships_user_sync (user_id=? AND forgotten=?)"}},
+		{"MembershipChanges", membershipChangesSQL, []string{"events_state (type=? AND state_key=? AND stream_pos>? AND stream_pos<?)"}},
+		{"Relations", relationsSQL, []string{"events_relates_to (relates_to=? AND room_id=? AND stream_pos>? AND stream_pos<?)"}},
+		{"ThreadSummaries", threadSummariesSQL(2), []string{"events_relates_to (relates_to=?)"}},
 		{"DeviceListChangesSharing", deviceListChangesSharingSQL, []string{"SEARCH c USING INDEX sqlite_autoindex_e2e_device_list_changes_1 (stream_pos>? AND stream_pos<?)", "SEARCH a USING", "SEARCH b USING COVERING INDEX memberships_room_joined (room_id=? AND membership=? AND user_id=?)"}},
 	}
 	for _, c := range cases {

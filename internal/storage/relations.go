@@ -102,6 +102,14 @@ type ThreadSummary struct {
 	Participated bool  // the user replied in the thread
 }
 
+// threadSummariesSQL is ThreadSummaries' query for n roots, through
+// events_relates_to.
+func threadSummariesSQL(n int) string {
+	return `SELECT relates_to, COUNT(*), MAX(stream_pos), SUM(CASE WHEN sender = ? THEN 1 ELSE 0 END)
+		FROM events WHERE relates_to IN (` + placeholders(n) + `) AND rel_type = 'm.thread' AND redacted_by IS NULL AND stream_pos <= ?
+		GROUP BY relates_to`
+}
+
 // ThreadSummaries aggregates the thread replies (at or before upTo) of
 // the given roots, keyed by root event ID; roots without replies are absent.
 func (db *DB) ThreadSummaries(ctx context.Context, rootIDs []string, userID string, upTo int64) (map[string]ThreadSummary, error) {
@@ -113,9 +121,7 @@ func (db *DB) ThreadSummaries(ctx context.Context, rootIDs []string, userID stri
 			args = append(args, id)
 		}
 		args = append(args, upTo)
-		rows, err := db.query(ctx, `SELECT relates_to, COUNT(*), MAX(stream_pos), SUM(CASE WHEN sender = ? THEN 1 ELSE 0 END)
-			FROM events WHERE relates_to IN (`+placeholders(end-start)+`) AND rel_type = 'm.thread' AND redacted_by IS NULL AND stream_pos <= ?
-			GROUP BY relates_to`, args...)
+		rows, err := db.query(ctx, threadSummariesSQL(end-start), args...)
 		if err != nil {
 			return nil, err
 		}
