@@ -177,7 +177,7 @@ func (s *walSyncer) loop() {
 			var ready []durableWaiter
 			if err != nil {
 				if s.err == nil {
-					slog.Error("syncing the SQLite write-ahead log failed; writes and reads fail until restart", "err", err)
+					slog.Error("syncing the SQLite write-ahead log failed; writes fail until restart", "err", err)
 					s.err = fmt.Errorf("sync write-ahead log: %w", err)
 				}
 				ready, s.waiting = s.waiting, nil
