@@ -47,6 +47,17 @@ func (e *matrixError) Error() string {
 	return fmt.Sprintf("HTTP %d %s: %s", e.Status, e.Errcode, e.Message)
 }
 
+// answerError is the error of an answer with status and body: nil for a
+// 2xx status, otherwise a *matrixError with what the body says.
+func answerError(status int, body []byte) error {
+	if status/100 == 2 {
+		return nil
+	}
+	me := &matrixError{Status: status}
+	_ = json.Unmarshal(body, me)
+	return me
+}
+
 // unsupported reports whether err says the server lacks the endpoint.
 func unsupported(err error) bool {
 	var me *matrixError
@@ -84,10 +95,8 @@ func (c *client) do(ctx context.Context, method, path, token string, body, out a
 	if err != nil {
 		return 0, err
 	}
-	if resp.StatusCode/100 != 2 {
-		me := &matrixError{Status: resp.StatusCode}
-		_ = json.Unmarshal(b, me)
-		return len(b), me
+	if err := answerError(resp.StatusCode, b); err != nil {
+		return len(b), err
 	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {
@@ -193,9 +202,13 @@ func (c *client) join(ctx context.Context, u *user, roomID string) error {
 }
 
 func (c *client) send(ctx context.Context, u *user, roomID, txnID string, content any) error {
-	path := "/_matrix/client/v3/rooms/" + url.PathEscape(roomID) + "/send/m.room.message/" + url.PathEscape(txnID)
-	_, err := c.do(ctx, "PUT", path, u.Token, content, nil)
+	_, err := c.do(ctx, "PUT", sendPath(roomID, txnID), u.Token, content, nil)
 	return err
+}
+
+// sendPath is the path of a message send (PUT).
+func sendPath(roomID, txnID string) string {
+	return "/_matrix/client/v3/rooms/" + url.PathEscape(roomID) + "/send/m.room.message/" + url.PathEscape(txnID)
 }
 
 // syncResponse is the part of a /sync answer the benchmark reads.

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -225,15 +224,9 @@ func (r *rawConn) readLine() ([]byte, error) {
 
 // sendRaw is client.send over r.
 func (r *rawConn) sendRaw(ctx context.Context, u *user, roomID, txnID string, body []byte) error {
-	path := "/_matrix/client/v3/rooms/" + url.PathEscape(roomID) + "/send/m.room.message/" + url.PathEscape(txnID)
-	status, resp, err := r.put(ctx, path, u.Token, body)
+	status, resp, err := r.put(ctx, sendPath(roomID, txnID), u.Token, body)
 	if err != nil {
 		return err
 	}
-	if status/100 != 2 {
-		me := &matrixError{Status: status}
-		_ = json.Unmarshal(resp, me)
-		return me
-	}
-	return nil
+	return answerError(status, resp)
 }
