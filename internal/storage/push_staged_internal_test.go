@@ -47,3 +47,51 @@ func TestFailedMoveWaits(t *testing.T) {
 		t.Fatalf("%d rows staged (%v), want %d", n, err, moveStagedAt)
 	}
 }
+
+// TestMoveIsBounded: a backlog of staged push actions (rows left staged
+// when the server last stopped, or a burst of messages to big rooms) moves
+// at most moveChunkMax rows at a time, never in one transaction that would
+// hold every queued send, and the rows all move in the end.
+func TestMoveIsBounded(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "move.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	total := int64(moveStagedAt + 3*moveChunkMax)
+	acts := make([]PushAction, total)
+	for i := range acts {
+		acts[i] = PushAction{UserID: fmt.Sprintf("@u%d:x", i%1000), RoomID: fmt.Sprintf("!r%d:x", i/1000), StreamPos: int64(i), ThreadID: "main", Actions: []byte(`["notify"]`)}
+	}
+	// Staged outside a batch, so that the committer does not move any:
+	// the test makes the moves the committer makes after each batch.
+	if err := db.WithTx(ctx, func(tx *Tx) error { return tx.InsertPushActions(ctx, acts) }); err != nil {
+		t.Fatal(err)
+	}
+	count := func(table string) int64 {
+		var n int64
+		if err := db.queryRow(ctx, `SELECT COUNT(*) FROM `+table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	prev := count("event_push_staged")
+	if prev != total {
+		t.Fatalf("%d rows staged, want %d", prev, total)
+	}
+	for moves := 0; prev >= moveStagedAt; moves++ {
+		if moves > 10 {
+			t.Fatalf("%d rows still staged after %d moves", prev, moves)
+		}
+		db.moveStagedActsIfDue()
+		n := count("event_push_staged")
+		if moved := prev - n; moved <= 0 || moved > moveChunkMax {
+			t.Fatalf("a move took %d rows (%d → %d), want 1 to %d", moved, prev, n, moveChunkMax)
+		}
+		prev = n
+	}
+	if moved := count("event_push_actions"); moved+prev != total {
+		t.Fatalf("%d rows moved and %d staged, want %d in all", moved, prev, total)
+	}
+}
