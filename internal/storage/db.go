@@ -73,7 +73,9 @@ type DB struct {
 	// stagedActs counts the rows waiting in event_push_staged, as far as
 	// this process knows (see push_staged.go).
 	stagedActs atomic.Int64
-	mover      stagedMover
+	// stagedInflow counts the rows staged since the last move.
+	stagedInflow atomic.Int64
+	mover        stagedMover
 	// ckptCatchUp is set by the checkpointer when the committer should
 	// checkpoint the log's last frames itself; catchUps counts those
 	// checkpoints (see checkpoint.go).

@@ -363,7 +363,10 @@ func (tx *Tx) InsertPushActions(ctx context.Context, acts []PushAction) error {
 	}
 	if tx.db.dialect == SQLite {
 		n := int64(len(acts))
-		tx.AfterCommit(func() { tx.db.stagedActs.Add(n) })
+		tx.AfterCommit(func() {
+			tx.db.stagedActs.Add(n)
+			tx.db.stagedInflow.Add(n)
+		})
 	}
 	if tx.writeBehind {
 		// Sent with the batch's other buffered rows (see settle).
