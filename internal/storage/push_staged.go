@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"sync"
 	"time"
@@ -115,14 +116,22 @@ func (db *DB) moveStagedActsIfDue() {
 	inflow := db.stagedInflow.Swap(0)
 	_, err := db.moveStagedChunk(context.Background(), moveChunkFor(n, inflow))
 	db.mover.mu.Lock()
+	defer db.mover.mu.Unlock()
 	if err != nil {
 		db.stagedInflow.Add(inflow) // still to move
+		if db.mover.failedAt.IsZero() {
+			// Once per run of failures: the rows stay staged and read, but
+			// the table grows until a move succeeds.
+			slog.Error("moving staged push actions failed; retrying every second", "staged", n, "err", err)
+		}
 		db.mover.failedAt = time.Now()
 		db.mover.failures++
 	} else {
+		if !db.mover.failedAt.IsZero() {
+			slog.Info("moving staged push actions works again", "staged", n)
+		}
 		db.mover.failedAt = time.Time{}
 	}
-	db.mover.mu.Unlock()
 }
 
 // moveChunkFor is how many rows a move takes when n are staged, inflow of
