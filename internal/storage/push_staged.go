@@ -61,7 +61,7 @@ const (
 	// transaction that holds every queued send. In the benchmark, 87,588
 	// rows left staged by the previous run moved in one transaction at
 	// start-up: 1.05 s during which no send was acknowledged. A row costs
-	// about as much in a chunk of 2,048 as in one of 87,588 (15 and 12 µs),
+	// about as much in a chunk of 2,048 as in one of 87,588 (15–19 and 12 µs),
 	// so chunks lose little. The rows staged since the previous move always
 	// move: bounding them too let the table grow without end under
 	// messages to 1,000-member rooms (278,000 rows after a 15 s send, the
