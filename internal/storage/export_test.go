@@ -46,3 +46,11 @@ func SetPushPrunePage(receipts int, pause time.Duration) (restore func()) {
 	pushPrunePairs, pushPrunePause = receipts, pause
 	return func() { pushPrunePairs, pushPrunePause = oldN, oldPause }
 }
+
+// PlanCacheMode is the plan_cache_mode of a connection of db's pool
+// (PostgreSQL).
+func PlanCacheMode(db *DB) (string, error) {
+	var mode string
+	err := db.queryRow(context.Background(), `SHOW plan_cache_mode`).Scan(&mode)
+	return mode, err
+}
