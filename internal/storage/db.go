@@ -215,8 +215,8 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 // end of the events index for the range (the values are past the
 // histogram) and cost 0.3–2 ms against 0.1 ms to run it; 500 woken
 // long-polls a second then kept PostgreSQL's CPU busy planning, and
-// delivery took seconds (p50 2.8–3.3 s on the benchmark's analysed data
-// set, 16 ms with generic plans). The hot statements are index look-ups
+// delivery took seconds (p50 0.7–3.3 s on the benchmark's analysed data
+// set, 16–64 ms with generic plans). The hot statements are index look-ups
 // whatever their parameters, so one plan each loses nothing there. An
 // operator can still choose with ?plan_cache_mode=auto in the URL.
 func withGenericPlans(dsn string) (string, error) {
