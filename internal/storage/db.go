@@ -64,6 +64,9 @@ type DB struct {
 	tokens      *readCache[string, TokenOwner]
 	memberships *readCache[string, []Membership]
 	keyCounts   *readCache[deviceKey, deviceKeyCounts]
+	// unread keeps members' counts of many unread notifications
+	// (unread_cache.go).
+	unread unreadCache
 	// roomRows are the group committer's room rows and roomGen counts
 	// the room-row writes outside its batches (see room_rows.go).
 	roomRows roomRows

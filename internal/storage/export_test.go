@@ -54,3 +54,17 @@ func PlanCacheMode(db *DB) (string, error) {
 	err := db.queryRow(context.Background(), `SHOW plan_cache_mode`).Scan(&mode)
 	return mode, err
 }
+
+// UnreadKept reports whether a member's unread counts in a room are kept
+// (unread_cache.go), and up to which stream position they were counted.
+func UnreadKept(db *DB, userID, roomID string) (int64, bool) {
+	e, ok := db.unread.get(userID, roomID)
+	return e.upTo, ok
+}
+
+// ForgetUnread drops every kept unread count.
+func ForgetUnread(db *DB) {
+	db.unread.mu.Lock()
+	defer db.unread.mu.Unlock()
+	db.unread.entries = nil
+}

@@ -486,52 +486,25 @@ type NotificationCounts struct {
 
 // UnreadCounts returns a user's unread notification counts in a room by
 // thread ("main" for the main timeline): the notifications after the read
-// position that applies to each thread.
+// position that applies to each thread (see UnreadCountsRooms).
 func (db *DB) UnreadCounts(ctx context.Context, roomID, userID string) (map[string]NotificationCounts, error) {
-	rp, err := db.UserReadPositions(ctx, roomID, userID)
+	counts, err := db.UnreadCountsRooms(ctx, []string{roomID}, userID)
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]NotificationCounts{}
-	rows, err := db.query(ctx, pushCountSQL(false), userID, roomID, rp.Unthreaded, roomID, userID, rp.Unthreaded)
-	if err != nil {
-		return nil, err
+	if counts[roomID] == nil {
+		return map[string]NotificationCounts{}, nil
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var t string
-		var c NotificationCounts
-		if err := rows.Scan(&t, &c.Notifications, &c.Highlights); err != nil {
-			return nil, err
-		}
-		if c.Notifications > 0 {
-			out[t] = c
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	rows.Close()
-	// Threads read further than the unthreaded receipt are counted again
-	// from their own receipt.
-	for t, pos := range rp.Threads {
-		if _, ok := out[t]; !ok || pos <= rp.Unthreaded {
-			continue
-		}
-		if err := db.recountThread(ctx, out, userID, roomID, t, pos); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
+	return counts[roomID], nil
 }
 
 // recountThread sets out[thread] to a user's notifications in a room's
-// thread after pos (deleting it when there are none).
-func (db *DB) recountThread(ctx context.Context, out map[string]NotificationCounts, userID, roomID, thread string, pos int64) error {
+// thread in (pos, upTo] (deleting it when there are none).
+func (db *DB) recountThread(ctx context.Context, out map[string]NotificationCounts, userID, roomID, thread string, pos, upTo int64) error {
 	delete(out, thread)
 	var t string
 	var c NotificationCounts
-	err := db.queryRow(ctx, pushCountSQL(true), userID, roomID, pos, thread, roomID, userID, pos, thread).Scan(&t, &c.Notifications, &c.Highlights)
+	err := db.queryRow(ctx, threadCountSQL, userID, roomID, pos, upTo, thread, roomID, userID, pos, upTo, thread).Scan(&t, &c.Notifications, &c.Highlights)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil
 	}
@@ -544,21 +517,15 @@ func (db *DB) recountThread(ctx context.Context, out map[string]NotificationCoun
 	return nil
 }
 
-// pushCountSQL counts a user's push actions in a room after a position by
-// thread, in both tables (see push_staged.go). Arguments: user, room,
-// position (and thread when oneThread) for event_push_actions, then room,
-// user, position (and thread) for event_push_staged.
-func pushCountSQL(oneThread bool) string {
-	thread := ``
-	if oneThread {
-		thread = ` AND thread_id = ?`
-	}
-	return `SELECT thread_id, COUNT(*), COALESCE(SUM(highlight), 0) FROM (
-		SELECT thread_id, highlight FROM event_push_actions WHERE user_id = ? AND room_id = ? AND stream_pos > ?` + thread + `
+// threadCountSQL counts a user's push actions in a room's thread in a
+// window of positions, in both tables (see push_staged.go). Arguments:
+// user, room, from, to, thread for event_push_actions, then room, user,
+// from, to, thread for event_push_staged.
+const threadCountSQL = `SELECT thread_id, COUNT(*), COALESCE(SUM(highlight), 0) FROM (
+		SELECT thread_id, highlight FROM event_push_actions WHERE user_id = ? AND room_id = ? AND stream_pos > ? AND stream_pos <= ? AND thread_id = ?
 		UNION ALL
-		SELECT thread_id, highlight FROM event_push_staged WHERE room_id = ? AND user_id = ? AND stream_pos > ?` + thread + `
+		SELECT thread_id, highlight FROM event_push_staged WHERE room_id = ? AND user_id = ? AND stream_pos > ? AND stream_pos <= ? AND thread_id = ?
 	) p GROUP BY thread_id`
-}
 
 // Notification is a row of a user's notification list with its event.
 type Notification struct {

@@ -12,14 +12,14 @@ import (
 // pushFixture is a server with two users, alice and bob, and rooms alice
 // created and bob joined: bob's messages notify alice.
 type pushFixture struct {
-	t          *testing.T
+	t          testing.TB
 	srv        *testserver.Server
 	db         *storage.DB
 	alice, bob string
 	rooms      []string
 }
 
-func newPushFixture(t *testing.T, nRooms int) *pushFixture {
+func newPushFixture(t testing.TB, nRooms int) *pushFixture {
 	t.Helper()
 	srv := testserver.Start(t)
 	f := &pushFixture{t: t, srv: srv, db: srv.Srv.DB,

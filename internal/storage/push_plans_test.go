@@ -25,10 +25,12 @@ func TestPushActionQueryPlans(t *testing.T) {
 		{"delete staged for a redacted event", deleteStagedPushActionsSQL, []string{"SEARCH event_push_staged USING PRIMARY KEY (room_id=?)"}},
 		{"notifications", notificationsSQL(false, true), []string{"SEARCH p USING PRIMARY KEY (user_id=? AND room_id=? AND stream_pos<?)", "SEARCH e USING INTEGER PRIMARY KEY (rowid=?)"}},
 		{"staged notifications", notificationsSQL(true, true), []string{"SEARCH p USING PRIMARY KEY (room_id=? AND user_id=? AND stream_pos<?)", "SEARCH e USING INTEGER PRIMARY KEY (rowid=?)"}},
-		{"unread counts", pushCountSQL(false), []string{"SEARCH event_push_actions USING PRIMARY KEY (user_id=? AND room_id=? AND stream_pos>?)",
-			"SEARCH event_push_staged USING PRIMARY KEY (room_id=? AND user_id=? AND stream_pos>?)"}},
-		{"unread counts of a thread", pushCountSQL(true), []string{"SEARCH event_push_actions USING PRIMARY KEY (user_id=? AND room_id=? AND stream_pos>?)",
-			"SEARCH event_push_staged USING PRIMARY KEY (room_id=? AND user_id=? AND stream_pos>?)"}},
+		{"unread counts of a thread", threadCountSQL, []string{"SEARCH event_push_actions USING PRIMARY KEY (user_id=? AND room_id=? AND stream_pos>? AND stream_pos<?)",
+			"SEARCH event_push_staged USING PRIMARY KEY (room_id=? AND user_id=? AND stream_pos>? AND stream_pos<?)"}},
+		{"unread counts brought up to date", unreadIncrementSQL, []string{"SEARCH event_push_actions USING PRIMARY KEY (user_id=? AND room_id=? AND stream_pos>? AND stream_pos<?)",
+			"SEARCH event_push_staged USING PRIMARY KEY (room_id=? AND user_id=? AND stream_pos>? AND stream_pos<?)",
+			"SEARCH events USING INDEX events_room_stream (room_id=? AND stream_pos>? AND stream_pos<?)",
+			"SEARCH r USING INDEX sqlite_autoindex_receipts_1 (room_id=? AND receipt_type=? AND user_id=?)"}},
 		{"move: a chunk's end", `SELECT room_id, user_id, stream_pos FROM event_push_staged WHERE 1 = 1 AND (room_id, user_id, stream_pos) > (?, ?, ?)
 			ORDER BY room_id, user_id, stream_pos LIMIT 1 OFFSET ?`, []string{"SEARCH event_push_staged USING PRIMARY KEY ((room_id,user_id,stream_pos)>(?,?,?))"}},
 		{"move: a chunk's copy", moveStagedSQLiteInsert + `1 = 1 AND (room_id, user_id, stream_pos) > (?, ?, ?) AND (room_id, user_id, stream_pos) <= (?, ?, ?)

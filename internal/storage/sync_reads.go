@@ -227,11 +227,23 @@ func (db *DB) RoomHeroes(ctx context.Context, roomID, self string, n int) ([]str
 // UnreadCountsRooms is UnreadCounts for several rooms at once: one query
 // per 500 rooms (plus one per thread read further than the room's
 // unthreaded receipt, and with notifications after it).
+//
+// Counts of many notifications are kept and brought up to date from the
+// rows added since (unread_cache.go); the others are counted in full, up
+// to the current event stream position.
 func (db *DB) UnreadCountsRooms(ctx context.Context, roomIDs []string, userID string) (map[string]map[string]NotificationCounts, error) {
+	pos, err := db.CurrentStreamPositions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	upTo := pos.Events
 	out := map[string]map[string]NotificationCounts{}
+	if roomIDs, err = db.unreadIncrements(ctx, userID, roomIDs, upTo, out); err != nil {
+		return nil, err
+	}
 	rps := map[string]*ReadPositions{}
-	err := chunks(roomIDs, func(part []string) error {
-		rows, err := db.query(ctx, unreadCountsRoomsSQL(len(part)), stringArgs(part, userID, userID, userID, userID)...)
+	err = chunks(roomIDs, func(part []string) error {
+		rows, err := db.query(ctx, unreadCountsRoomsSQL(len(part)), stringArgs(part, userID, userID, upTo, userID, upTo, userID)...)
 		if err != nil {
 			return err
 		}
@@ -281,20 +293,22 @@ func (db *DB) UnreadCountsRooms(ctx context.Context, roomIDs []string, userID st
 			if _, ok := out[room][t]; !ok || pos <= rp.Unthreaded {
 				continue
 			}
-			if err := db.recountThread(ctx, out[room], userID, room, t, pos); err != nil {
+			if err := db.recountThread(ctx, out[room], userID, room, t, pos, upTo); err != nil {
 				return nil, err
 			}
 		}
 	}
+	db.keepUnread(userID, upTo, rps, roomIDs, out)
 	return out, nil
 }
 
 // unreadCountsRoomsSQL is UnreadCountsRooms' query for n rooms (arguments:
-// the rooms, then the user four times). Its rows are (kind, room, thread,
-// n, highlights): kind "unthreaded" gives a room's unthreaded read
-// position (in n), "read" a thread's read position, "count" the
-// notifications of a thread (n) and their highlights after the room's
-// unthreaded read position, in event_push_actions and in event_push_staged
+// the rooms, then the user, the user and the upper position twice, the
+// user). Its rows are (kind, room, thread, n, highlights): kind
+// "unthreaded" gives a room's unthreaded read position (in n), "read" a
+// thread's read position, "count" the notifications of a thread (n) and
+// their highlights after the room's unthreaded read position and up to the
+// upper position, in event_push_actions and in event_push_staged
 // (a row each, to be added up). The rooms' read positions are computed first
 // (CTE rp, one row per room) and drive the count, so that only
 // notifications after them are read.
@@ -313,10 +327,10 @@ func unreadCountsRoomsSQL(n int) string {
 	SELECT 'unthreaded', rp.room_id, '', rp.pos, 0 FROM rp WHERE rp.pos > 0
 	UNION ALL
 	SELECT 'count', p.room_id, p.thread_id, COUNT(*), COALESCE(SUM(p.highlight), 0) FROM rp CROSS JOIN event_push_actions p
-		WHERE p.user_id = ? AND p.room_id = rp.room_id AND p.stream_pos > rp.pos GROUP BY p.room_id, p.thread_id
+		WHERE p.user_id = ? AND p.room_id = rp.room_id AND p.stream_pos > rp.pos AND p.stream_pos <= ? GROUP BY p.room_id, p.thread_id
 	UNION ALL
 	SELECT 'count', p.room_id, p.thread_id, COUNT(*), COALESCE(SUM(p.highlight), 0) FROM rp CROSS JOIN event_push_staged p
-		WHERE p.room_id = rp.room_id AND p.user_id = ? AND p.stream_pos > rp.pos GROUP BY p.room_id, p.thread_id
+		WHERE p.room_id = rp.room_id AND p.user_id = ? AND p.stream_pos > rp.pos AND p.stream_pos <= ? GROUP BY p.room_id, p.thread_id
 	UNION ALL
 	SELECT 'read', r.room_id, r.thread_id, MAX(e.stream_pos), 0 FROM want CROSS JOIN receipts r JOIN events e ON e.event_id = r.event_id
 		WHERE r.room_id = want.room_id AND r.user_id = ? AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id <> ''
