@@ -28,7 +28,7 @@ var directoryStateTypes = []string{
 // joined member count and directory state, in two queries.
 func (db *DB) PublishedRooms(ctx context.Context) ([]PublishedRoom, error) {
 	rows, err := db.query(ctx, `SELECT r.room_id, r.created_ts,
-		(SELECT COUNT(*) FROM memberships m WHERE m.room_id = r.room_id AND m.membership = 'join')
+		COALESCE((SELECT c.n FROM room_member_counts c WHERE c.room_id = r.room_id AND c.membership = 'join'), 0)
 		FROM rooms r WHERE r.visibility = 'public'`)
 	if err != nil {
 		return nil, err

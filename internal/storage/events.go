@@ -708,13 +708,6 @@ func (db *DB) RoomMembers(ctx context.Context, roomID, membership string) ([]Mem
 	return scanMemberships(rows)
 }
 
-// JoinedMemberCount counts the joined members of a room.
-func (db *DB) JoinedMemberCount(ctx context.Context, roomID string) (int, error) {
-	var n int
-	err := db.queryRow(ctx, `SELECT COUNT(*) FROM memberships WHERE room_id = ? AND membership = 'join'`, roomID).Scan(&n)
-	return n, err
-}
-
 // SharesRoom reports whether two users are both joined to some room.
 func (db *DB) SharesRoom(ctx context.Context, a, b string) (bool, error) {
 	var n int

@@ -68,3 +68,37 @@ func ForgetUnread(db *DB) {
 	defer db.unread.mu.Unlock()
 	db.unread.entries = nil
 }
+
+// InsertMemberships stores joined memberships of users in a room without
+// their events, for benchmarks of reads over big rooms.
+func InsertMemberships(db *DB, roomID string, userIDs []string) error {
+	return db.WithTx(context.Background(), func(tx *Tx) error {
+		for _, u := range userIDs {
+			if _, err := tx.exec(context.Background(), `INSERT INTO memberships (room_id, user_id, membership, event_id, stream_pos, forgotten) VALUES (?, ?, 'join', ?, 0, 0)`,
+				roomID, u, "$m-"+u); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// CountMemberships counts a room's memberships by value from the
+// memberships rows themselves.
+func CountMemberships(db *DB, roomID string) (map[string]int, error) {
+	rows, err := db.query(context.Background(), `SELECT membership, COUNT(*) FROM memberships WHERE room_id = ? GROUP BY membership`, roomID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var m string
+		var n int
+		if err := rows.Scan(&m, &n); err != nil {
+			return nil, err
+		}
+		out[m] = n
+	}
+	return out, rows.Err()
+}

@@ -38,6 +38,7 @@ var dialectTokens = map[Dialect]*strings.Replacer{
 var goSteps = map[int]func(ctx context.Context, tx *Tx) error{
 	11: reindexUserDirectory,
 	13: roomMemberWordsStep,
+	18: roomMemberCountsStep,
 }
 
 // migrate applies, in order, each embedded migration not yet recorded in

@@ -166,33 +166,6 @@ func stateHistoryRoomsSQL(n int) string {
 	return `SELECT ` + eventColumns + ` FROM events WHERE room_id IN (` + placeholders(n) + `) AND type = ? AND state_key = ?`
 }
 
-// MemberCounts returns, for each of the rooms, how many memberships of
-// each value (join, invite, …) it has.
-func (db *DB) MemberCounts(ctx context.Context, roomIDs []string) (map[string]map[string]int, error) {
-	out := map[string]map[string]int{}
-	err := chunks(roomIDs, func(part []string) error {
-		rows, err := db.query(ctx, `SELECT room_id, membership, COUNT(*) FROM memberships WHERE room_id IN (`+placeholders(len(part))+`) GROUP BY room_id, membership`,
-			stringArgs(part)...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var room, m string
-			var n int
-			if err := rows.Scan(&room, &m, &n); err != nil {
-				return err
-			}
-			if out[room] == nil {
-				out[room] = map[string]int{}
-			}
-			out[room][m] = n
-		}
-		return rows.Err()
-	})
-	return out, err
-}
-
 // RoomsWithState returns which of the rooms have current state for at
 // least one of keys.
 func (db *DB) RoomsWithState(ctx context.Context, roomIDs []string, keys []StateKeyTuple) (map[string]bool, error) {
