@@ -194,6 +194,58 @@ func BenchmarkDeliverySync(b *testing.B) {
 	})
 }
 
+// BenchmarkDeliverySyncUnread is BenchmarkDeliverySync's one-new-event
+// in a room whose members have never read it: each has a backlog of
+// unread notifications there (3,000 messages, sent first), as in a busy
+// room that its members do not open. Its cost must not follow the
+// backlog (storage/unread_cache.go).
+func BenchmarkDeliverySyncUnread(b *testing.B) {
+	f := newDeliveryFixture(b)
+	ctx := context.Background()
+	const backlog = 3000
+	var wg sync.WaitGroup
+	for g := range f.users {
+		wg.Go(func() {
+			u := f.users[g]
+			for i := g; i < backlog; i += len(f.users) {
+				if _, err := f.srv.Srv.Rooms.Send(ctx, rooms.SendRequest{RoomID: f.roomID, Sender: u.id, Type: "m.room.message",
+					Content: json.RawMessage(fmt.Sprintf(`{"msgtype":"m.text","body":"backlog %d"}`, i))}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	since := f.initialTokens(b)
+	var cpu cpuMeter
+	i := 0
+	for b.Loop() {
+		b.StopTimer()
+		u := f.users[i%len(f.users)]
+		if _, err := f.srv.Srv.Rooms.Send(ctx, rooms.SendRequest{RoomID: f.roomID, Sender: u.id, Type: "m.room.message",
+			Content: json.RawMessage(fmt.Sprintf(`{"msgtype":"m.text","body":"probe %d"}`, i))}); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		cpu.begin()
+		for k, u := range f.users {
+			resp, err := f.sync(ctx, u, since[k], 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			jr := resp.Rooms.Join[f.roomID]
+			if len(jr.Timeline.Events) != 1 || jr.UnreadNotifications == nil || jr.UnreadNotifications.NotificationCount < backlog*9/10 {
+				b.Fatal("the sync does not hold the new message and the backlog's count")
+			}
+			since[k] = resp.NextBatch
+		}
+		cpu.end()
+		i++
+	}
+	b.ReportMetric(float64(cpu.total.Nanoseconds())/float64(b.N*len(f.users)), "cpu-ns/sync")
+}
+
 // BenchmarkDeliveryLongPoll is the whole delivery cycle: every member's
 // long-poll waits; a member sends a message; each long-poll wakes, answers
 // with it and its client polls again. cpu-ns/op is per answer (the send
