@@ -32,7 +32,8 @@ func TestBenchSmoke(t *testing.T) {
 		"--users", "30", "--big-rooms", "1", "--big-room-members", "12", "--small-rooms", "10",
 		"--join-room-members", "15", "--senders", "4", "--duration", "1500ms",
 		"--sync-clients", "40", "--delivery-rate", "40", "--delivery-room-members", "5",
-		"--initial-sync-rooms", "14", "--searches", "30", "--concurrency", "8",
+		"--initial-sync-rooms", "14", "--unread-backlog", "40", "--unread-syncers", "4",
+		"--searches", "30", "--concurrency", "8",
 		"--pid", "0", "--probe-log", filepath.Join(t.TempDir(), "probes.csv"),
 	}, os.Stderr)
 	if err != nil {
@@ -74,6 +75,10 @@ func TestBenchSmoke(t *testing.T) {
 	want("delivery", "delivery latency p99", positive)
 	want("initsync", "initial sync 14 rooms, lazy members, timeline 10 p50", positive)
 	want("initsync", "incremental sync, one new event p99", positive)
+	want("unread", "syncing members", func(v float64) bool { return v == 4 })
+	want("unread", "unread notifications per syncing member (median)", func(v float64) bool { return v >= 40 })
+	want("unread", "incremental sync after a new message p99", positive)
+	want("unread", "server cpu per sync", positive)
 	want("join", "join a 15-member room max", positive)
 	want("memory", "peak rss (VmHWM)", positive)
 	want("send", "server cpu (cores busy)", positive)

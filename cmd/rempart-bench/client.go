@@ -219,6 +219,9 @@ type syncResponse struct {
 			State struct {
 				Events []json.RawMessage `json:"events"`
 			} `json:"state"`
+			UnreadNotifications struct {
+				NotificationCount *int `json:"notification_count"`
+			} `json:"unread_notifications"`
 			Timeline struct {
 				Events []struct {
 					Type    string `json:"type"`

@@ -53,6 +53,8 @@ type options struct {
 	SyncRate     int           `json:"delivery_messages_per_s"`
 	GroupSize    int           `json:"delivery_room_members"`
 	InitRooms    int           `json:"initial_sync_rooms"`
+	Backlog      int           `json:"unread_backlog"`
+	Syncers      int           `json:"unread_syncers"`
 	Searches     int           `json:"searches"`
 	Concurrency  int           `json:"concurrency"`
 	PID          int           `json:"pid"`
@@ -77,7 +79,7 @@ const (
 	fullSearches    = 2000
 )
 
-var allScenarios = []string{"register", "rooms", "send", "delivery", "initsync", "directory", "join", "memory", "restart"}
+var allScenarios = []string{"register", "rooms", "send", "delivery", "initsync", "unread", "directory", "join", "memory", "restart"}
 
 func scaled(v int, scale float64, floor int) int {
 	return max(floor, int(float64(v)*scale+0.5))
@@ -105,6 +107,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.SyncRate, "delivery-rate", 50, "messages per second sent during the delivery scenario")
 	fs.IntVar(&o.GroupSize, "delivery-room-members", 10, "members of each room of the delivery scenario")
 	fs.IntVar(&o.InitRooms, "initial-sync-rooms", 0, "rooms of the initial-sync user (default 500)")
+	fs.IntVar(&o.Backlog, "unread-backlog", 2000, "messages sent into the first big room before the unread scenario measures its members' syncs")
+	fs.IntVar(&o.Syncers, "unread-syncers", 100, "members of the first big room whose syncs the unread scenario measures (at most its members)")
 	fs.IntVar(&o.Searches, "searches", 0, "user directory searches (default 2,000 × scale, at least 200)")
 	fs.IntVar(&o.Concurrency, "concurrency", 16, "concurrent requests while building users and rooms")
 	fs.IntVar(&o.PID, "pid", 0, "server process ID, to read its RSS and CPU time from /proc")
