@@ -4,8 +4,8 @@ import "context"
 
 // Room member counts (migration 018): room_member_counts holds, for each
 // room and membership, how many memberships rows have it. Triggers on
-// memberships keep it so whatever writes a membership (the room engine,
-// PostgreSQL's one-statement state append, a purge), so reads of a room's
+// memberships keep it so whatever statement writes a membership (the room
+// engine's, PostgreSQL's one-statement state append), so reads of a room's
 // counts cost one row per membership rather than one per member.
 var roomMemberCountsTriggers = map[Dialect][]string{
 	SQLite: {
