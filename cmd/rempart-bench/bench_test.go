@@ -80,6 +80,9 @@ func TestBenchSmoke(t *testing.T) {
 	want("unread", "incremental sync after a new message p99", positive)
 	want("unread", "server cpu per sync", positive)
 	want("join", "join a 15-member room max", positive)
+	want("join", "members syncing after each join", func(v float64) bool { return v == 14 })
+	want("join", "member's sync after a join p99", positive)
+	want("join", "server cpu per member's sync after a join", positive)
 	want("memory", "peak rss (VmHWM)", positive)
 	want("send", "server cpu (cores busy)", positive)
 	// A lazy-loaded initial sync must be smaller than a full one: the big

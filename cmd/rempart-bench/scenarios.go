@@ -808,8 +808,23 @@ func (b *bench) scenarioJoin(ctx context.Context) error {
 	b.rep.add("join", "members of the room", float64(n), "members")
 	b.rep.add("join", "build: joins/s", float64(n-1)/wall.Seconds(), "joins/s")
 	b.rep.add("join", "build: join p99", bs.P99, "ms")
-	var lat latencies
-	var syncLat latencies
+	// Members who sync the room after each join, as its online members
+	// would: each such sync carries the room's summary (member counts).
+	watchers := r.Members[1:min(len(r.Members), 1+joinWatchers)]
+	filter := syncFilter(true, 10, []string{r.ID})
+	since := make([]string, len(watchers))
+	err = parallel(ctx, len(watchers), b.o.Concurrency, func(ctx context.Context, i int) error {
+		resp, _, err := b.c.sync(ctx, watchers[i], "", filter, 0)
+		if err == nil {
+			since[i] = resp.NextBatch
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	var lat, syncLat, watchLat latencies
+	var watchCPU time.Duration
 	for i := 0; i < 5; i++ {
 		u, err := b.extraUser(ctx, fmt.Sprintf("joiner%d", i))
 		if err != nil {
@@ -825,10 +840,39 @@ func (b *bench) scenarioJoin(ctx context.Context) error {
 			return err
 		}
 		syncLat.add(time.Since(t))
+		cpu0 := b.serverCPU()
+		err = parallel(ctx, len(watchers), b.o.Concurrency, func(ctx context.Context, k int) error {
+			t := time.Now()
+			resp, _, err := b.c.sync(ctx, watchers[k], since[k], filter, 0)
+			if err != nil {
+				return err
+			}
+			watchLat.add(time.Since(t))
+			if _, ok := resp.Rooms.Join[r.ID]; !ok {
+				return errors.New("a member's sync after a join does not list the room")
+			}
+			since[k] = resp.NextBatch
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		watchCPU += b.serverCPU() - cpu0
 	}
 	s := lat.summary()
 	b.rep.add("join", fmt.Sprintf("join a %d-member room p50", n), s.P50, "ms")
 	b.rep.add("join", fmt.Sprintf("join a %d-member room max", n), s.Max, "ms")
 	b.rep.add("join", "joiner's first sync (lazy) p50", syncLat.summary().P50, "ms")
+	ws := watchLat.summary()
+	b.rep.add("join", "members syncing after each join", float64(len(watchers)), "members")
+	b.rep.add("join", "member's sync after a join p50", ws.P50, "ms")
+	b.rep.add("join", "member's sync after a join p99", ws.P99, "ms")
+	if b.proc != nil {
+		b.rep.add("join", "server cpu per member's sync after a join", ms(watchCPU)/float64(5*len(watchers)), "ms")
+	}
 	return nil
 }
+
+// joinWatchers is how many members of the joined room sync it after each
+// join in the join scenario.
+const joinWatchers = 100
