@@ -174,19 +174,31 @@ func (db *DB) RoomsWithState(ctx context.Context, roomIDs []string, keys []State
 		return out, nil
 	}
 	err := chunks(roomIDs, func(part []string) error {
-		var conds []string
-		args := stringArgs(part)
+		var args []any
 		for _, k := range keys {
-			conds = append(conds, `(type = ? AND state_key = ?)`)
-			args = append(args, k.Type, k.StateKey)
+			args = append(args, stringArgs(part, k.Type, k.StateKey)...)
 		}
-		ids, err := db.strings(ctx, `SELECT DISTINCT room_id FROM current_state WHERE room_id IN (`+placeholders(len(part))+`) AND (`+strings.Join(conds, " OR ")+`)`, args...)
+		ids, err := db.strings(ctx, roomsWithStateSQL(len(part), len(keys)), args...)
 		for _, id := range ids {
 			out[id] = true
 		}
 		return err
 	})
 	return out, err
+}
+
+// roomsWithStateSQL is RoomsWithState's query for n rooms and k keys
+// (arguments: the rooms, the key's type and state key, for each key): a
+// UNION of one look-up per key, each through current_state's primary key.
+// Written as one condition with OR, SQLite read every state row of the
+// rooms, their members' included: 1 ms a room of 3,000 members, for each
+// member's sync after a join.
+func roomsWithStateSQL(n, k int) string {
+	arms := make([]string, k)
+	for i := range arms {
+		arms[i] = `SELECT room_id FROM current_state WHERE room_id IN (` + placeholders(n) + `) AND type = ? AND state_key = ?`
+	}
+	return strings.Join(arms, " UNION ")
 }
 
 // RoomHeroes returns up to n users joined to or invited to the room, other

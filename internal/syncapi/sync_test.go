@@ -29,7 +29,8 @@ func syncAs(t *testing.T, srv *testserver.Server, userID string, query url.Value
 
 // TestInitialSyncSummaries checks the batched room summaries: member
 // counts, and heroes (other joined or invited users in user ID order) only
-// for rooms with neither a name nor a canonical alias.
+// for rooms with neither a name nor a canonical alias (a room of each
+// kind).
 func TestInitialSyncSummaries(t *testing.T) {
 	srv := testserver.Start(t)
 	ctx := context.Background()
@@ -46,7 +47,11 @@ func TestInitialSyncSummaries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, roomID := range []string{unnamed, named} {
+	aliased, err := eng.Create(ctx, rooms.CreateRequest{Creator: alice, Preset: "public_chat", RoomAliasName: "aliased"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, roomID := range []string{unnamed, named, aliased} {
 		for _, u := range []string{"zoe", "bob", "carol", "dan", "erin", "frank"} {
 			if _, err := eng.ChangeMembership(ctx, rooms.MembershipRequest{RoomID: roomID, Sender: user(u), Target: user(u), Membership: "join"}); err != nil {
 				t.Fatal(err)
@@ -57,7 +62,7 @@ func TestInitialSyncSummaries(t *testing.T) {
 		}
 	}
 	resp := syncAs(t, srv, alice, url.Values{})
-	for _, roomID := range []string{unnamed, named} {
+	for _, roomID := range []string{unnamed, named, aliased} {
 		jr := resp.Rooms.Join[roomID]
 		if jr == nil || jr.Summary == nil {
 			t.Fatalf("room %s: no summary", roomID)
@@ -68,6 +73,9 @@ func TestInitialSyncSummaries(t *testing.T) {
 	}
 	if h := resp.Rooms.Join[named].Summary.Heroes; len(h) != 0 {
 		t.Fatalf("named room has heroes %v", h)
+	}
+	if h := resp.Rooms.Join[aliased].Summary.Heroes; len(h) != 0 {
+		t.Fatalf("room with a canonical alias has heroes %v", h)
 	}
 	want := []string{amy, user("bob"), user("carol"), user("dan"), user("erin")}
 	if h := resp.Rooms.Join[unnamed].Summary.Heroes; !slices.Equal(h, want) {
