@@ -608,14 +608,57 @@ func stateGroupIDsSQL(d Dialect) string {
 	return q + ` ORDER BY c.n DESC`
 }
 
+// stateGroupLazyIDsSQL is StateGroupIDsLazy's query for n members: the
+// chain of stateGroupIDsSQL, then, in each of its groups, the entries of
+// every type before m.room.member and after it (two ranges of the primary
+// key) and the member entries of the n users (n look-ups), never the
+// other members' entries.
+func stateGroupLazyIDsSQL(d Dialect, n int) string {
+	// CROSS JOIN keeps SQLite's join order (the chain, then each group's
+	// entries): left to itself, it scanned every group's member entries.
+	entries := `SELECT e.type, e.state_key, e.event_id, c.n FROM chain c CROSS JOIN state_group_entries e WHERE e.group_id = c.gid AND `
+	inChain := ``
+	if d == Postgres {
+		inChain = ` AND e.group_id = ANY(ARRAY(SELECT gid FROM chain))` // see stateGroupIDsSQL
+	}
+	return `WITH RECURSIVE chain(gid, n) AS (
+			SELECT group_id, 0 FROM state_groups WHERE group_id = ?
+			UNION ALL
+			SELECT s.prev_group, c.n + 1 FROM state_groups s JOIN chain c ON s.group_id = c.gid WHERE s.prev_group IS NOT NULL
+		)
+		` + entries + `e.type < 'm.room.member'` + inChain + `
+		UNION ALL ` + entries + `e.type > 'm.room.member'` + inChain + `
+		UNION ALL ` + entries + `e.type = 'm.room.member' AND e.state_key IN (` + placeholders(n) + `)` + inChain + `
+		ORDER BY 4 DESC`
+}
+
+// StateGroupIDsLazy is StateGroupIDs for lazy-loaded members: the state
+// but the m.room.member entries of users other than members. Its cost
+// follows the room's other state and members, not the room's size.
+func (db *DB) StateGroupIDsLazy(ctx context.Context, group int64, members []string) (map[StateKeyTuple]string, error) {
+	if group == 0 {
+		return map[StateKeyTuple]string{}, nil
+	}
+	if len(members) == 0 {
+		members = []string{""} // no user ID is empty
+	}
+	return db.stateGroupIDs(ctx, stateGroupLazyIDsSQL(db.dialect, len(members)), append([]any{group}, stringArgs(members)...)...)
+}
+
 // StateGroupIDs resolves a state group to its full state: a map from state
 // key to event ID.
 func (db *DB) StateGroupIDs(ctx context.Context, group int64) (map[StateKeyTuple]string, error) {
-	out := map[StateKeyTuple]string{}
 	if group == 0 {
-		return out, nil
+		return map[StateKeyTuple]string{}, nil
 	}
-	rows, err := db.query(ctx, stateGroupIDsSQL(db.dialect), group)
+	return db.stateGroupIDs(ctx, stateGroupIDsSQL(db.dialect), group)
+}
+
+// stateGroupIDs runs a state group query returning (type, state key,
+// event ID, depth in the chain), deepest first.
+func (db *DB) stateGroupIDs(ctx context.Context, q string, args ...any) (map[StateKeyTuple]string, error) {
+	out := map[StateKeyTuple]string{}
+	rows, err := db.query(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}

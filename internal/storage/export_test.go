@@ -16,6 +16,9 @@ func SetWindowScanMax(n int64) (restore func()) {
 // StateGroupIDsSQL is stateGroupIDsSQL, for the PostgreSQL plan test.
 func StateGroupIDsSQL(d Dialect) string { return stateGroupIDsSQL(d) }
 
+// StateGroupLazyIDsSQL is stateGroupLazyIDsSQL, for the same test.
+func StateGroupLazyIDsSQL(d Dialect, n int) string { return stateGroupLazyIDsSQL(d, n) }
+
 // StagedPushActions counts the rows of event_push_staged.
 func StagedPushActions(db *DB) (int64, error) {
 	var n int64

@@ -69,7 +69,7 @@ func TestStateGroupIDsPostgresGenericPlan(t *testing.T) {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	plan := func(query string) string {
+	plan := func(query string, params ...string) string {
 		t.Helper()
 		c, err := conn.Conn(ctx)
 		if err != nil {
@@ -79,10 +79,18 @@ func TestStateGroupIDsPostgresGenericPlan(t *testing.T) {
 		if _, err := c.ExecContext(ctx, `SET plan_cache_mode = force_generic_plan`); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.ExecContext(ctx, `PREPARE q (bigint) AS `+strings.Replace(query, "?", "$1", 1)); err != nil {
+		// The group, then text parameters (params, quoted).
+		types, values := []string{"bigint"}, []string{"1000020"}
+		for _, v := range params {
+			types, values = append(types, "text"), append(values, "'"+v+"'")
+		}
+		for i := range types {
+			query = strings.Replace(query, "?", fmt.Sprintf("$%d", i+1), 1)
+		}
+		if _, err := c.ExecContext(ctx, `PREPARE q (`+strings.Join(types, ", ")+`) AS `+query); err != nil {
 			t.Fatal(err)
 		}
-		rows, err := c.QueryContext(ctx, `EXPLAIN EXECUTE q(1000020)`)
+		rows, err := c.QueryContext(ctx, `EXPLAIN EXECUTE q(`+strings.Join(values, ", ")+`)`)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -105,6 +113,9 @@ func TestStateGroupIDsPostgresGenericPlan(t *testing.T) {
 	}
 	if p := plan(storage.StateGroupIDsSQL(storage.Postgres)); strings.Contains(p, seqScan) || !strings.Contains(p, "state_group_entries_pkey") {
 		t.Fatalf("generic plan of StateGroupIDs does not read state_group_entries through its key:\n%s", p)
+	}
+	if p := plan(storage.StateGroupLazyIDsSQL(storage.Postgres, 2), "@u7", "@u8"); strings.Contains(p, seqScan) || !strings.Contains(p, "state_group_entries_pkey") {
+		t.Fatalf("generic plan of StateGroupIDsLazy does not read state_group_entries through its key:\n%s", p)
 	}
 	// And the answer: each group of the chain adds its entry, a later
 	// group overrides an earlier one.

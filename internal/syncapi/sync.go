@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -790,21 +791,25 @@ func (s *Service) formatAll(ctx context.Context, evs []storage.Event, viewer roo
 }
 
 // stateAt returns the full room state before an event (or the current
-// state when ev is nil). When keep is not nil, state it rejects may be
-// left out (it is not read).
-func (s *Service) stateAt(ctx context.Context, roomID string, ev *storage.Event, keep func(storage.StateKeyTuple) bool) ([]storage.Event, error) {
+// state when ev is nil). When members is not nil (lazy-loaded members),
+// the member events of other users may be left out: they are not read.
+func (s *Service) stateAt(ctx context.Context, roomID string, ev *storage.Event, members []string) ([]storage.Event, error) {
 	if ev == nil {
 		return s.db.CurrentState(ctx, roomID, nil)
 	}
-	ids, err := s.db.StateGroupIDs(ctx, ev.StateGroupBefore)
+	var ids map[storage.StateKeyTuple]string
+	var err error
+	if members != nil {
+		ids, err = s.db.StateGroupIDsLazy(ctx, ev.StateGroupBefore, members)
+	} else {
+		ids, err = s.db.StateGroupIDs(ctx, ev.StateGroupBefore)
+	}
 	if err != nil {
 		return nil, err
 	}
 	list := make([]string, 0, len(ids))
-	for k, id := range ids {
-		if keep == nil || keep(k) {
-			list = append(list, id)
-		}
+	for _, id := range ids {
+		list = append(list, id)
 	}
 	return s.db.GetEvents(ctx, list)
 }
@@ -848,16 +853,17 @@ func (s *Service) joinedRoom(ctx context.Context, req *httpapi.Requester, viewer
 		if len(tl) > 0 {
 			first = &tl[0]
 		}
-		var keep func(storage.StateKeyTuple) bool
+		var members []string
 		if f.Room.State.LazyLoadMembers {
 			// Only the members lazyMembers keeps below are read.
-			need := map[string]bool{req.UserID: true}
+			members = append(members, req.UserID)
 			for i := range tl {
-				need[tl[i].Sender] = true
+				if !slices.Contains(members, tl[i].Sender) {
+					members = append(members, tl[i].Sender)
+				}
 			}
-			keep = func(k storage.StateKeyTuple) bool { return k.Type != "m.room.member" || need[k.StateKey] }
 		}
-		if state, err = s.stateAt(ctx, roomID, first, keep); err != nil {
+		if state, err = s.stateAt(ctx, roomID, first, members); err != nil {
 			return nil, err
 		}
 	case hasEvents:
