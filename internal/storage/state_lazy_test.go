@@ -82,3 +82,38 @@ func TestStateGroupIDsLazy(t *testing.T) {
 		t.Fatalf("%d states checked with members left out (%d without): the room is too small to tell", checked, skipped)
 	}
 }
+
+// TestCurrentStateRoomsWithoutMembers checks that the current state read
+// without members is the whole current state less its member events, with
+// state types on both sides of m.room.member.
+func TestCurrentStateRoomsWithoutMembers(t *testing.T) {
+	f := newPushFixture(t, 2)
+	ctx := context.Background()
+	empty := ""
+	for _, typ := range []string{"m.room.topic", "m.room.avatar", "a.custom.state", "z.custom.state"} {
+		if _, err := f.srv.Srv.Rooms.Send(ctx, rooms.SendRequest{RoomID: f.rooms[0], Sender: f.alice, Type: typ, StateKey: &empty, Content: []byte(`{"x":1}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := f.db.CurrentStateRooms(ctx, f.rooms, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	some, err := f.db.CurrentStateRooms(ctx, f.rooms, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for _, ev := range all {
+		if ev.Type != "m.room.member" {
+			want[ev.EventID] = true
+		}
+	}
+	got := map[string]bool{}
+	for _, ev := range some {
+		got[ev.EventID] = true
+	}
+	if !maps.Equal(got, want) || len(want) < 2*5+4 {
+		t.Fatalf("without members: %d events, want %d of %d", len(got), len(want), len(all))
+	}
+}
