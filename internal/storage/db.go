@@ -6,6 +6,7 @@ package storage
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -67,6 +68,9 @@ type DB struct {
 	// unread keeps members' counts of many unread notifications
 	// (unread_cache.go).
 	unread unreadCache
+	// directoryState keeps published rooms' directory state
+	// (PublishedRooms).
+	directoryState *readCache[string, map[string]json.RawMessage]
 	// roomRows are the group committer's room rows and roomGen counts
 	// the room-row writes outside its batches (see room_rows.go).
 	roomRows roomRows
@@ -92,9 +96,10 @@ type DB struct {
 // returns.
 func Open(ctx context.Context, dsn string) (*DB, error) {
 	db := &DB{
-		tokens:      newReadCache[string, TokenOwner](tokenCacheMaxAge, tokenCacheMax),
-		memberships: newReadCache[string, []Membership](syncCacheMaxAge, syncCacheMax),
-		keyCounts:   newReadCache[deviceKey, deviceKeyCounts](syncCacheMaxAge, syncCacheMax),
+		tokens:         newReadCache[string, TokenOwner](tokenCacheMaxAge, tokenCacheMax),
+		memberships:    newReadCache[string, []Membership](syncCacheMaxAge, syncCacheMax),
+		keyCounts:      newReadCache[deviceKey, deviceKeyCounts](syncCacheMaxAge, syncCacheMax),
+		directoryState: newReadCache[string, map[string]json.RawMessage](directoryStateMaxAge, directoryStateMax),
 	}
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 		dsn, err := withGenericPlans(dsn)

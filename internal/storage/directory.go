@@ -4,8 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/tidwall/gjson"
 )
 
 // PublishedRoom is a room listed in the published room directory, with
@@ -14,9 +18,17 @@ type PublishedRoom struct {
 	RoomID        string
 	CreatedTS     int64
 	JoinedMembers int
-	// State maps a state event type (state key "") to its content.
+	// State maps a state event type (state key "") to its content. It is
+	// shared with later calls (see PublishedRooms): read it, never write.
 	State map[string]json.RawMessage
 }
+
+// The published rooms' directory state kept by PublishedRooms: a minute at
+// most, and as many rooms as a large deployment publishes.
+const (
+	directoryStateMaxAge = time.Minute
+	directoryStateMax    = 50_000
+)
 
 // directoryStateTypes are the state events the room directory shows.
 var directoryStateTypes = []string{
@@ -24,63 +36,103 @@ var directoryStateTypes = []string{
 	"m.room.join_rules", "m.room.history_visibility", "m.room.guest_access",
 }
 
+// isDirectoryState reports whether a state event is one the room directory
+// shows.
+func isDirectoryState(evType string, stateKey *string) bool {
+	return stateKey != nil && *stateKey == "" && slices.Contains(directoryStateTypes, evType)
+}
+
 // PublishedRooms returns every room published in the directory with its
-// joined member count and directory state, in two queries.
+// joined member count and directory state.
+//
+// The list and the counts are read at each call (one row per published
+// room). The directory state, which took a request 90 ms with 1,000
+// published rooms (parsing 8,000 events), is kept per room in
+// db.directoryState: a commit that stores a directory state event or
+// redacts an event drops it (AppendEvent, RedactEvent), and an entry
+// expires after directoryStateMaxAge, the bound on what a write by another
+// process sharing the database would wait.
 func (db *DB) PublishedRooms(ctx context.Context) ([]PublishedRoom, error) {
-	rows, err := db.query(ctx, `SELECT r.room_id, r.created_ts,
-		COALESCE((SELECT c.n FROM room_member_counts c WHERE c.room_id = r.room_id AND c.membership = 'join'), 0)
-		FROM rooms r WHERE r.visibility = 'public'`)
+	epoch := db.directoryState.begin()
+	rows, err := db.query(ctx, `SELECT r.room_id, r.created_ts, COALESCE(c.n, 0)
+		FROM rooms r LEFT JOIN room_member_counts c ON c.room_id = r.room_id AND c.membership = 'join'
+		WHERE r.visibility = 'public'`)
 	if err != nil {
 		return nil, err
 	}
 	var out []PublishedRoom
-	idx := map[string]int{}
+	var missing []string
+	now := time.Now()
 	for rows.Next() {
 		var p PublishedRoom
 		if err := rows.Scan(&p.RoomID, &p.CreatedTS, &p.JoinedMembers); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		p.State = map[string]json.RawMessage{}
-		idx[p.RoomID] = len(out)
+		if st, ok := db.directoryState.get(p.RoomID, now); ok {
+			p.State = st
+		} else {
+			missing = append(missing, p.RoomID)
+		}
 		out = append(out, p)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	if len(out) == 0 {
-		return nil, nil
+	if len(missing) == 0 {
+		return out, nil
 	}
-	args := make([]any, 0, len(directoryStateTypes))
-	for _, t := range directoryStateTypes {
-		args = append(args, t)
-	}
-	srows, err := db.query(ctx, `SELECT c.room_id, c.type, e.json FROM rooms r
-		JOIN current_state c ON c.room_id = r.room_id AND c.state_key = ''
-		JOIN events e ON e.event_id = c.event_id
-		WHERE r.visibility = 'public' AND c.type IN (`+placeholders(len(args))+`)`, args...)
+	states, err := db.directoryStates(ctx, missing)
 	if err != nil {
 		return nil, err
 	}
-	defer srows.Close()
-	for srows.Next() {
-		var roomID, typ, js string
-		if err := srows.Scan(&roomID, &typ, &js); err != nil {
-			return nil, err
+	for i := range out {
+		if out[i].State != nil {
+			continue
 		}
-		i, ok := idx[roomID]
-		if !ok {
-			continue // published between the two queries
+		st := states[out[i].RoomID]
+		if st == nil {
+			st = map[string]json.RawMessage{}
 		}
-		var ev struct {
-			Content json.RawMessage `json:"content"`
-		}
-		if json.Unmarshal([]byte(js), &ev) == nil && len(ev.Content) > 0 {
-			out[i].State[typ] = ev.Content
-		}
+		out[i].State = st
+		db.directoryState.put(out[i].RoomID, st, epoch, now)
 	}
-	return out, srows.Err()
+	return out, nil
+}
+
+// directoryStates reads the directory state of the rooms: for each, the
+// content of each of its directoryStateTypes events.
+func (db *DB) directoryStates(ctx context.Context, roomIDs []string) (map[string]map[string]json.RawMessage, error) {
+	out := map[string]map[string]json.RawMessage{}
+	err := chunks(roomIDs, func(part []string) error {
+		args := stringArgs(part)
+		for _, t := range directoryStateTypes {
+			args = append(args, t)
+		}
+		rows, err := db.query(ctx, `SELECT c.room_id, c.type, e.json FROM current_state c JOIN events e ON e.event_id = c.event_id
+			WHERE c.room_id IN (`+placeholders(len(part))+`) AND c.type IN (`+placeholders(len(directoryStateTypes))+`) AND c.state_key = ''`, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var roomID, typ, js string
+			if err := rows.Scan(&roomID, &typ, &js); err != nil {
+				return err
+			}
+			content := gjson.Get(js, "content")
+			if !content.IsObject() {
+				continue
+			}
+			if out[roomID] == nil {
+				out[roomID] = map[string]json.RawMessage{}
+			}
+			out[roomID][typ] = json.RawMessage(content.Raw)
+		}
+		return rows.Err()
+	})
+	return out, err
 }
 
 // DirectoryUser is a user directory search result.

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/tidwall/gjson"
 )
 
 // Room is a row of the rooms table.
@@ -322,6 +324,9 @@ func (tx *Tx) AppendEvent(ctx context.Context, room *Room, ev NewEvent) (int64, 
 	}
 	ev.StateGroupBefore = room.StateGroup
 	ev.StateGroupAfter = room.StateGroup
+	if isDirectoryState(ev.Type, ev.StateKey) {
+		tx.AfterCommit(tx.db.directoryState.invalidateAll)
+	}
 	if ev.StateKey != nil && tx.db.dialect == Postgres {
 		return tx.appendStatePostgres(ctx, room, &ev)
 	}
@@ -678,6 +683,13 @@ func (db *DB) stateGroupIDs(ctx context.Context, q string, args ...any) (map[Sta
 // RedactEvent replaces an event's JSON with its redacted form and records
 // the redaction that caused it.
 func (tx *Tx) RedactEvent(ctx context.Context, eventID string, redactedJSON []byte, redactedBy string) error {
+	// The event may be a published room's directory state.
+	if sk := gjson.GetBytes(redactedJSON, "state_key"); sk.Type == gjson.String {
+		key := sk.Str
+		if isDirectoryState(gjson.GetBytes(redactedJSON, "type").Str, &key) {
+			tx.AfterCommit(tx.db.directoryState.invalidateAll)
+		}
+	}
 	_, err := tx.exec(ctx, `UPDATE events SET json = ?, redacted_by = ? WHERE event_id = ?`, string(redactedJSON), redactedBy, eventID)
 	return err
 }
