@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
+	"github.com/tidwall/gjson"
 
 	"github.com/rempart-hs/rempart/internal/httpapi"
 	"github.com/rempart-hs/rempart/internal/storage"
@@ -449,15 +450,13 @@ func directoryChunk(pr storage.PublishedRoom) publishedRoomChunk {
 }
 
 // contentString returns a string field of an event content ("" if absent
-// or not a string).
+// or not a string). gjson reads the one field without decoding the rest:
+// GET /publicRooms reads eight fields of every published room.
 func contentString(content json.RawMessage, key string) string {
-	var m map[string]json.RawMessage
-	if len(content) == 0 || json.Unmarshal(content, &m) != nil {
-		return ""
+	if r := gjson.GetBytes(content, gjson.Escape(key)); r.Type == gjson.String {
+		return r.Str
 	}
-	var s string
-	_ = json.Unmarshal(m[key], &s)
-	return s
+	return ""
 }
 
 // stateString returns a string field of a stored event's content.
@@ -470,24 +469,13 @@ func stateString(eventJSON []byte, key string) string {
 }
 
 // plainTopic returns the text/plain topic of m.room.topic content: the
-// m.topic text/plain representation, else the topic field.
+// m.topic text/plain representation (a representation without a mimetype
+// is text/plain), else the topic field.
 func plainTopic(content json.RawMessage) string {
-	if len(content) == 0 {
-		return ""
-	}
-	var rich struct {
-		MTopic struct {
-			Text []struct {
-				Body     string `json:"body"`
-				MimeType string `json:"mimetype"`
-			} `json:"m.text"`
-		} `json:"m.topic"`
-	}
-	if json.Unmarshal(content, &rich) == nil {
-		for _, t := range rich.MTopic.Text {
-			if t.MimeType == "" || t.MimeType == "text/plain" {
-				return t.Body
-			}
+	for _, t := range gjson.GetBytes(content, `m\.topic.m\.text`).Array() {
+		mime, body := t.Get("mimetype"), t.Get("body")
+		if (!mime.Exists() || mime.Str == "" || mime.Str == "text/plain") && body.Type == gjson.String {
+			return body.Str
 		}
 	}
 	return contentString(content, "topic")
