@@ -85,7 +85,7 @@ func (b *bench) run(ctx context.Context) (*report, error) {
 	}
 	steps := map[string]func(context.Context) error{
 		"register": b.scenarioRegister, "rooms": b.scenarioRooms, "send": b.scenarioSend,
-		"delivery": b.scenarioDelivery, "initsync": b.scenarioInitialSync, "unread": b.scenarioUnread, "directory": b.scenarioDirectory,
+		"delivery": b.scenarioDelivery, "initsync": b.scenarioInitialSync, "unread": b.scenarioUnread, "directory": b.scenarioDirectory, "publicrooms": b.scenarioPublicRooms,
 		"join": b.scenarioJoin, "memory": b.scenarioMemory, "restart": b.scenarioRestart,
 	}
 	for _, name := range allScenarios {

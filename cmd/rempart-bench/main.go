@@ -55,6 +55,7 @@ type options struct {
 	InitRooms    int           `json:"initial_sync_rooms"`
 	Backlog      int           `json:"unread_backlog"`
 	Syncers      int           `json:"unread_syncers"`
+	PublicRooms  int           `json:"public_rooms"`
 	Searches     int           `json:"searches"`
 	Concurrency  int           `json:"concurrency"`
 	PID          int           `json:"pid"`
@@ -79,7 +80,7 @@ const (
 	fullSearches    = 2000
 )
 
-var allScenarios = []string{"register", "rooms", "send", "delivery", "initsync", "unread", "directory", "join", "memory", "restart"}
+var allScenarios = []string{"register", "rooms", "send", "delivery", "initsync", "unread", "directory", "publicrooms", "join", "memory", "restart"}
 
 func scaled(v int, scale float64, floor int) int {
 	return max(floor, int(float64(v)*scale+0.5))
@@ -109,6 +110,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.InitRooms, "initial-sync-rooms", 0, "rooms of the initial-sync user (default 500)")
 	fs.IntVar(&o.Backlog, "unread-backlog", 2000, "messages sent into the first big room before the unread scenario measures its members' syncs")
 	fs.IntVar(&o.Syncers, "unread-syncers", 100, "members of the first big room whose syncs the unread scenario measures (at most its members)")
+	fs.IntVar(&o.PublicRooms, "public-rooms", 1000, "small rooms the publicrooms scenario publishes in the room directory (at most --small-rooms)")
 	fs.IntVar(&o.Searches, "searches", 0, "user directory searches (default 2,000 × scale, at least 200)")
 	fs.IntVar(&o.Concurrency, "concurrency", 16, "concurrent requests while building users and rooms")
 	fs.IntVar(&o.PID, "pid", 0, "server process ID, to read its RSS and CPU time from /proc")
