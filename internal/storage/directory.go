@@ -49,7 +49,7 @@ func isDirectoryState(evType string, stateKey *string) bool {
 // room). The directory state, which took a request 90 ms with 1,000
 // published rooms (parsing 8,000 events), is kept per room in
 // db.directoryState: a commit that stores a directory state event or
-// redacts an event drops it (AppendEvent, RedactEvent), and an entry
+// redacts one drops it (AppendEvent, RedactEvent), and an entry
 // expires after directoryStateMaxAge, the bound on what a write by another
 // process sharing the database would wait.
 func (db *DB) PublishedRooms(ctx context.Context) ([]PublishedRoom, error) {
@@ -101,6 +101,14 @@ func (db *DB) PublishedRooms(ctx context.Context) ([]PublishedRoom, error) {
 	return out, nil
 }
 
+// directoryStatesSQL is directoryStates' query for n rooms (arguments: the
+// rooms, then directoryStateTypes): a look-up by current_state's whole key
+// for each room and type.
+func directoryStatesSQL(n int) string {
+	return `SELECT c.room_id, c.type, e.json FROM current_state c JOIN events e ON e.event_id = c.event_id
+			WHERE c.room_id IN (` + placeholders(n) + `) AND c.type IN (` + placeholders(len(directoryStateTypes)) + `) AND c.state_key = ''`
+}
+
 // directoryStates reads the directory state of the rooms: for each, the
 // content of each of its directoryStateTypes events.
 func (db *DB) directoryStates(ctx context.Context, roomIDs []string) (map[string]map[string]json.RawMessage, error) {
@@ -110,8 +118,7 @@ func (db *DB) directoryStates(ctx context.Context, roomIDs []string) (map[string
 		for _, t := range directoryStateTypes {
 			args = append(args, t)
 		}
-		rows, err := db.query(ctx, `SELECT c.room_id, c.type, e.json FROM current_state c JOIN events e ON e.event_id = c.event_id
-			WHERE c.room_id IN (`+placeholders(len(part))+`) AND c.type IN (`+placeholders(len(directoryStateTypes))+`) AND c.state_key = ''`, args...)
+		rows, err := db.query(ctx, directoryStatesSQL(len(part)), args...)
 		if err != nil {
 			return err
 		}

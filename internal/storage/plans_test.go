@@ -33,6 +33,7 @@ func TestSyncQueryPlans(t *testing.T) {
 			"SEARCH c USING INDEX sqlite_autoindex_current_state_1 (room_id=? AND type=? AND state_key=?)"}},
 		{"CurrentStateRooms without members", currentStateRoomsSQL(3, false), []string{"SEARCH c USING INDEX sqlite_autoindex_current_state_1 (room_id=? AND type<?)",
 			"SEARCH c USING INDEX sqlite_autoindex_current_state_1 (room_id=? AND type>?)"}},
+		{"directoryStates", directoryStatesSQL(3), []string{"SEARCH c USING INDEX sqlite_autoindex_current_state_1 (room_id=? AND type=? AND state_key=?)"}},
 		{"RoomsWithState", roomsWithStateSQL(3, 2), []string{"SEARCH current_state USING COVERING INDEX sqlite_autoindex_current_state_1 (room_id=? AND type=? AND state_key=?)"}},
 		{"TimelinePage", timelinePageSQL(11), []string{"events_room_stream (room_id=? AND stream_pos>? AND stream_pos<?)"}},
 		{"TimelinePages", timelinePagesSQL(2, 11), []string{"SCAN t0", "SCAN t1", "events_room_stream (room_id=? AND stream_pos>? AND stream_pos<?)"}},
