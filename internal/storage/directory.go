@@ -49,7 +49,7 @@ func isDirectoryState(evType string, stateKey *string) bool {
 // room). The directory state, which took a request 90 ms with 1,000
 // published rooms (parsing 8,000 events), is kept per room in
 // db.directoryState: a commit that stores a directory state event or
-// redacts one drops it (AppendEvent, RedactEvent), and an entry
+// redacts one drops its room's entry (AppendEvent, RedactEvent), and an entry
 // expires after directoryStateMaxAge, the bound on what a write by another
 // process sharing the database would wait.
 func (db *DB) PublishedRooms(ctx context.Context) ([]PublishedRoom, error) {

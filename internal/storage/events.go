@@ -325,7 +325,8 @@ func (tx *Tx) AppendEvent(ctx context.Context, room *Room, ev NewEvent) (int64, 
 	ev.StateGroupBefore = room.StateGroup
 	ev.StateGroupAfter = room.StateGroup
 	if isDirectoryState(ev.Type, ev.StateKey) {
-		tx.AfterCommit(tx.db.directoryState.invalidateAll)
+		roomID := ev.RoomID
+		tx.AfterCommit(func() { tx.db.directoryState.invalidate(roomID) })
 	}
 	if ev.StateKey != nil && tx.db.dialect == Postgres {
 		return tx.appendStatePostgres(ctx, room, &ev)
@@ -687,7 +688,8 @@ func (tx *Tx) RedactEvent(ctx context.Context, eventID string, redactedJSON []by
 	if sk := gjson.GetBytes(redactedJSON, "state_key"); sk.Type == gjson.String {
 		key := sk.Str
 		if isDirectoryState(gjson.GetBytes(redactedJSON, "type").Str, &key) {
-			tx.AfterCommit(tx.db.directoryState.invalidateAll)
+			roomID := gjson.GetBytes(redactedJSON, "room_id").Str
+			tx.AfterCommit(func() { tx.db.directoryState.invalidate(roomID) })
 		}
 	}
 	_, err := tx.exec(ctx, `UPDATE events SET json = ?, redacted_by = ? WHERE event_id = ?`, string(redactedJSON), redactedBy, eventID)
