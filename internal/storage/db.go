@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -71,6 +72,9 @@ type DB struct {
 	// directoryState keeps published rooms' directory state
 	// (PublishedRooms).
 	directoryState *readCache[string, map[string]json.RawMessage]
+	// directoryLoad lets one PublishedRooms at a time read the directory
+	// state it lacks.
+	directoryLoad sync.Mutex
 	// roomRows are the group committer's room rows and roomGen counts
 	// the room-row writes outside its batches (see room_rows.go).
 	roomRows roomRows

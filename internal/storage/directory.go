@@ -83,12 +83,28 @@ func (db *DB) PublishedRooms(ctx context.Context) ([]PublishedRoom, error) {
 	if len(missing) == 0 {
 		return out, nil
 	}
-	states, err := db.directoryStates(ctx, missing)
+	// One request at a time reads what is missing: requests arriving
+	// together after a restart or an invalidation find it kept by the
+	// first, rather than all reading it.
+	db.directoryLoad.Lock()
+	defer db.directoryLoad.Unlock()
+	now = time.Now()
+	still := missing[:0]
+	for _, id := range missing {
+		if _, ok := db.directoryState.get(id, now); !ok {
+			still = append(still, id)
+		}
+	}
+	states, err := db.directoryStates(ctx, still)
 	if err != nil {
 		return nil, err
 	}
 	for i := range out {
 		if out[i].State != nil {
+			continue
+		}
+		if st, ok := db.directoryState.get(out[i].RoomID, now); ok {
+			out[i].State = st
 			continue
 		}
 		st := states[out[i].RoomID]
