@@ -84,10 +84,3 @@ func (db *DB) MemberCounts(ctx context.Context, roomIDs []string) (map[string]ma
 	})
 	return out, err
 }
-
-// JoinedMemberCount counts the joined members of a room.
-func (db *DB) JoinedMemberCount(ctx context.Context, roomID string) (int, error) {
-	var n int
-	err := db.queryRow(ctx, `SELECT COALESCE(MAX(n), 0) FROM room_member_counts WHERE room_id = ? AND membership = 'join'`, roomID).Scan(&n)
-	return n, err
-}
