@@ -52,6 +52,9 @@ type DB struct {
 	wal *walSyncer
 	// prune deletes expired transaction IDs (see txn_prune.go).
 	prune *pruner
+	// analyse keeps PostgreSQL's statistics when autovacuum is off
+	// (analyze.go).
+	analyse *analyser
 	// positions caches CurrentStreamPositions between commits.
 	positions atomic.Pointer[cachedPositions]
 	// commits counts the commits of this process's write transactions,
@@ -215,6 +218,7 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		return nil, err
 	}
 	db.prune = startPruner(db)
+	db.analyse = startAnalyser(ctx, db)
 	return db, nil
 }
 
@@ -251,6 +255,7 @@ func (db *DB) Dialect() Dialect { return db.dialect }
 
 // Close releases all connections.
 func (db *DB) Close() error {
+	db.analyse.close()
 	db.prune.close()
 	db.gc.close()
 	db.wal.close()

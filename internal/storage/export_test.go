@@ -105,3 +105,14 @@ func CountMemberships(db *DB, roomID string) (map[string]int, error) {
 	}
 	return out, rows.Err()
 }
+
+// SetAnalyzeEvery changes how often the analyser runs, for databases
+// opened afterwards; the returned function restores it.
+func SetAnalyzeEvery(d time.Duration) (restore func()) {
+	old := analyzeEvery
+	analyzeEvery = d
+	return func() { analyzeEvery = old }
+}
+
+// AnalyserRunning reports whether db runs the analyser (analyze.go).
+func AnalyserRunning(db *DB) bool { return db.analyse != nil }
