@@ -106,6 +106,7 @@ func TestBenchSmoke(t *testing.T) {
 		}
 	} else {
 		want("directory", "mean results per search", positive)
+		want("directory", "search p99, one at a time", positive)
 	}
 	for _, s := range rep.Skipped {
 		if !strings.HasPrefix(s, "directory:") && !strings.HasPrefix(s, "restart:") {
