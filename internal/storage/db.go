@@ -57,6 +57,10 @@ type DB struct {
 	analyse *analyser
 	// positions caches CurrentStreamPositions between commits.
 	positions atomic.Pointer[cachedPositions]
+	// positionsRead is the read of the positions in flight, if any
+	// (guarded by positionsMu; see CurrentStreamPositions).
+	positionsMu   sync.Mutex
+	positionsRead *positionsRead
 	// commits counts the commits of this process's write transactions,
 	// each counted before its after-commit work (see
 	// CurrentStreamPositions); the SQLite checkpointer reads it too.

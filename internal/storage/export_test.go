@@ -116,3 +116,11 @@ func SetAnalyzeEvery(d time.Duration) (restore func()) {
 
 // AnalyserRunning reports whether db runs the analyser (analyze.go).
 func AnalyserRunning(db *DB) bool { return db.analyse != nil }
+
+// SetBeforePositionsRead sets the hook run before each read of the stream
+// positions; the returned function restores it.
+func SetBeforePositionsRead(f func()) (restore func()) {
+	old := beforePositionsRead
+	beforePositionsRead = f
+	return func() { beforePositionsRead = old }
+}

@@ -438,17 +438,46 @@ const streamPositionsSQL = `SELECT 'events', COALESCE(MAX(stream_pos), 0) FROM e
 // SQLite requires and as Rempart runs on PostgreSQL today; a process
 // sharing a PostgreSQL database with others must count their commits too,
 // from the same signal that wakes its long-polls for their events.
+//
+// A commit wakes the long-polls waiting on it, which all ask at once: the
+// first to find the kept positions stale reads them, and those asking
+// after the same commit wait for its read rather than each running the
+// query (on PostgreSQL, with 5,000 long-polls, up to a dozen identical
+// reads were seen in flight together).
 func (db *DB) CurrentStreamPositions(ctx context.Context) (StreamPositions, error) {
 	gen := db.commits.Load()
 	if c := db.positions.Load(); c != nil && c.gen == gen {
 		return c.pos, nil
 	}
-	p, err := db.readStreamPositions(ctx)
+	db.positionsMu.Lock()
+	if l := db.positionsRead; l != nil && l.gen >= gen {
+		// A read begun after this caller's commit count covers every
+		// commit the caller must see.
+		db.positionsMu.Unlock()
+		select {
+		case <-l.done:
+			return l.pos, l.err
+		case <-ctx.Done():
+			return StreamPositions{}, ctx.Err()
+		}
+	}
+	l := &positionsRead{gen: gen, done: make(chan struct{})}
+	db.positionsRead = l
+	db.positionsMu.Unlock()
+	// Not cancelled with this caller's request: others wait for it.
+	p, err := db.readStreamPositions(context.WithoutCancel(ctx))
 	if err == nil {
 		// Tagged with the count read before the query: a commit during
 		// it makes the entry stale at once, never wrongly current.
 		db.positions.Store(&cachedPositions{gen: gen, pos: p})
 	}
+	l.pos, l.err = p, err
+	close(l.done)
+	db.positionsMu.Lock()
+	if db.positionsRead == l {
+		db.positionsRead = nil
+	}
+	db.positionsMu.Unlock()
 	return p, err
 }
 
@@ -458,7 +487,21 @@ type cachedPositions struct {
 	pos StreamPositions
 }
 
+// positionsRead is a read of the stream positions in flight, begun after
+// the gen-th commit; done is closed once pos and err are set.
+type positionsRead struct {
+	gen  uint64
+	done chan struct{}
+	pos  StreamPositions
+	err  error
+}
+
+// beforePositionsRead runs before each read of the stream positions (a
+// hook for tests).
+var beforePositionsRead = func() {}
+
 func (db *DB) readStreamPositions(ctx context.Context) (StreamPositions, error) {
+	beforePositionsRead()
 	var p StreamPositions
 	rows, err := db.query(ctx, streamPositionsSQL)
 	if err != nil {

@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/rempart-hs/rempart/internal/rooms"
 	"github.com/rempart-hs/rempart/internal/storage"
@@ -258,5 +261,73 @@ func TestStreamPositionsFollowEveryCommit(t *testing.T) {
 		if got != pos {
 			t.Fatalf("commit %d: %s position %d after its commit, want %d", i, stream, got, pos)
 		}
+	}
+}
+
+// TestStreamPositionsReadOncePerCommit: callers asking for the positions
+// together after a commit (the long-polls it wakes) share one read, and
+// all get the commit's position.
+func TestStreamPositionsReadOncePerCommit(t *testing.T) {
+	db, _ := openTestDB(t)
+	ctx := context.Background()
+	var reads atomic.Int64
+	defer storage.SetBeforePositionsRead(func() {
+		reads.Add(1)
+		time.Sleep(50 * time.Millisecond) // while the others arrive
+	})()
+	for round := range 3 {
+		var pos int64
+		if err := db.WithTx(ctx, func(tx *storage.Tx) (err error) {
+			pos, err = tx.NextStreamPos(ctx, "receipts")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		reads.Store(0)
+		const callers = 20
+		got := make([]int64, callers)
+		var wg sync.WaitGroup
+		for i := range callers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p, err := db.CurrentStreamPositions(ctx)
+				if err != nil {
+					t.Error(err)
+				}
+				got[i] = p.Receipts
+			}()
+		}
+		wg.Wait()
+		for i, g := range got {
+			if g != pos {
+				t.Fatalf("round %d, caller %d: receipts position %d, want %d", round, i, g, pos)
+			}
+		}
+		if n := reads.Load(); n != 1 {
+			t.Errorf("round %d: %d reads of the positions for %d callers after one commit, want 1", round, n, callers)
+		}
+	}
+	// A caller whose request ends stops waiting; the read goes on for the
+	// others.
+	if err := db.WithTx(ctx, func(tx *storage.Tx) error {
+		_, err := tx.NextStreamPos(ctx, "receipts")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	reads.Store(0)
+	done := make(chan error, 1)
+	go func() { _, err := db.CurrentStreamPositions(ctx); done <- err }()
+	for reads.Load() == 0 { // the read has begun
+		time.Sleep(time.Millisecond)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := db.CurrentStreamPositions(cctx); err == nil {
+		t.Error("a cancelled caller waiting for the read got no error")
+	}
+	if err := <-done; err != nil {
+		t.Errorf("the reading caller: %v", err)
 	}
 }
