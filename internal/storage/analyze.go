@@ -3,7 +3,6 @@ package storage
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"time"
 )
 
@@ -74,15 +73,10 @@ func (db *DB) autovacuumSettings(ctx context.Context) (autovacuum, trackCounts b
 	return autovacuum, trackCounts, err
 }
 
-// analyser runs AnalyzeStale every analyzeEvery until closed.
-type analyser struct {
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-}
-
-// startAnalyser starts the analyser when the database is PostgreSQL with
-// autovacuum off; otherwise it returns nil.
-func startAnalyser(ctx context.Context, db *DB) *analyser {
+// startAnalyser runs AnalyzeStale every analyzeEvery, from the start,
+// when the database is PostgreSQL with autovacuum off; otherwise it
+// returns nil.
+func startAnalyser(ctx context.Context, db *DB) *background {
 	if db.dialect != Postgres {
 		return nil
 	}
@@ -98,35 +92,13 @@ func startAnalyser(ctx context.Context, db *DB) *analyser {
 		return nil
 	}
 	slog.Info("storage: PostgreSQL's autovacuum is off: Rempart analyses its tables as they change (it does not vacuum them)")
-	actx, cancel := context.WithCancel(context.Background())
-	a := &analyser{cancel: cancel}
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
-		t := time.NewTicker(analyzeEvery)
-		defer t.Stop()
-		for {
-			tctx, tcancel := context.WithTimeout(actx, 5*time.Minute)
-			if tables, err := db.AnalyzeStale(tctx); err != nil && actx.Err() == nil {
-				slog.Warn("storage: analyse changed tables", "err", err)
-			} else if len(tables) > 0 {
-				slog.Debug("storage: analysed changed tables", "tables", tables)
-			}
-			tcancel()
-			select {
-			case <-actx.Done():
-				return
-			case <-t.C:
-			}
+	return startBackground(analyzeEvery, true, func(ctx context.Context) {
+		tctx, tcancel := context.WithTimeout(ctx, 5*time.Minute)
+		defer tcancel()
+		if tables, err := db.AnalyzeStale(tctx); err != nil && ctx.Err() == nil {
+			slog.Warn("storage: analyse changed tables", "err", err)
+		} else if len(tables) > 0 {
+			slog.Debug("storage: analysed changed tables", "tables", tables)
 		}
-	}()
-	return a
-}
-
-func (a *analyser) close() {
-	if a == nil {
-		return
-	}
-	a.cancel()
-	a.wg.Wait()
+	})
 }

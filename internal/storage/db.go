@@ -51,10 +51,10 @@ type DB struct {
 	// wal syncs the SQLite write-ahead log for the writer (walsync.go).
 	wal *walSyncer
 	// prune deletes expired transaction IDs (see txn_prune.go).
-	prune *pruner
+	prune *background
 	// analyse keeps PostgreSQL's statistics when autovacuum is off
 	// (analyze.go).
-	analyse *analyser
+	analyse *background
 	// positions caches CurrentStreamPositions between commits.
 	positions atomic.Pointer[cachedPositions]
 	// positionsRead is the read of the positions in flight, if any

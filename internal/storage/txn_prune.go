@@ -49,48 +49,62 @@ func (db *DB) PruneTxnIDs(ctx context.Context, now time.Time) (int64, error) {
 	}
 }
 
-// pruner runs PruneTxnIDs every txnPruneEvery, and PrunePushActions every
-// pushPruneEvery, until closed.
-type pruner struct {
+// startPruner runs PruneTxnIDs every txnPruneEvery, and PrunePushActions
+// every pushPruneEvery, from the first tick on, until closed.
+func startPruner(db *DB) *background {
+	var pushPruned time.Time // the first pass at the first tick
+	return startBackground(txnPruneEvery, false, func(ctx context.Context) {
+		tctx, tcancel := context.WithTimeout(ctx, time.Minute)
+		if _, err := db.PruneTxnIDs(tctx, time.Now()); err != nil && ctx.Err() == nil {
+			slog.Warn("storage: prune transaction IDs", "err", err)
+		}
+		tcancel()
+		if time.Since(pushPruned) >= pushPruneEvery {
+			pushPruned = time.Now()
+			if _, err := db.PrunePushActions(ctx, time.Now()); err != nil && ctx.Err() == nil {
+				slog.Warn("storage: prune read push actions", "err", err)
+			}
+		}
+	})
+}
+
+// background runs a task on a goroutine of its own every period until
+// closed (the pruner, the analyser).
+type background struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
 
-func startPruner(db *DB) *pruner {
+// startBackground runs f every period, first at once when now is set,
+// otherwise at the first tick; f's context ends when the task is closed.
+func startBackground(period time.Duration, now bool, f func(ctx context.Context)) *background {
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &pruner{cancel: cancel}
-	p.wg.Add(1)
+	b := &background{cancel: cancel}
+	b.wg.Add(1)
 	go func() {
-		defer p.wg.Done()
-		t := time.NewTicker(txnPruneEvery)
+		defer b.wg.Done()
+		t := time.NewTicker(period)
 		defer t.Stop()
-		var pushPruned time.Time // the first pass at the first tick
 		for {
+			if now {
+				f(ctx)
+			}
+			now = true
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
 			}
-			tctx, tcancel := context.WithTimeout(ctx, time.Minute)
-			if _, err := db.PruneTxnIDs(tctx, time.Now()); err != nil && ctx.Err() == nil {
-				slog.Warn("storage: prune transaction IDs", "err", err)
-			}
-			tcancel()
-			if time.Since(pushPruned) >= pushPruneEvery {
-				pushPruned = time.Now()
-				if _, err := db.PrunePushActions(ctx, time.Now()); err != nil && ctx.Err() == nil {
-					slog.Warn("storage: prune read push actions", "err", err)
-				}
-			}
 		}
 	}()
-	return p
+	return b
 }
 
-func (p *pruner) close() {
-	if p == nil {
+// close stops the task and waits for a run in progress (nil: nothing).
+func (b *background) close() {
+	if b == nil {
 		return
 	}
-	p.cancel()
-	p.wg.Wait()
+	b.cancel()
+	b.wg.Wait()
 }
