@@ -47,6 +47,7 @@ type Engine struct {
 	serverName     spec.ServerName
 	keyID          gmsl.KeyID
 	key            ed25519.PrivateKey
+	signatureSize  int // what the server's signature adds to an event
 	notifier       Notifier
 	policy         Policy
 	defaultVersion string
@@ -95,7 +96,8 @@ type Config struct {
 // NewEngine returns a room engine.
 func NewEngine(db *storage.DB, cfg Config, n Notifier, p Policy) *Engine {
 	return &Engine{db: db, serverName: spec.ServerName(cfg.ServerName), keyID: gmsl.KeyID(cfg.KeyID), key: cfg.Key,
-		notifier: n, policy: p, defaultVersion: cfg.DefaultVersion, now: time.Now}
+		signatureSize: signatureSize(spec.ServerName(cfg.ServerName), gmsl.KeyID(cfg.KeyID)),
+		notifier:      n, policy: p, defaultVersion: cfg.DefaultVersion, now: time.Now}
 }
 
 // DB returns the engine's database.
@@ -286,21 +288,24 @@ func (e *Engine) buildOn(verImpl gmsl.IRoomVersion, room *storage.Room, req Send
 	if verImpl.DomainlessRoomIDs() && req.Type == spec.MRoomCreate && req.StateKey != nil && *req.StateKey == "" {
 		proto.RoomID = ""
 	}
-	pdu, err := e.sign(verImpl, &proto)
+	pdu, err := e.build(verImpl, &proto)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	return pdu, authEvents, prev, nil
 }
 
-// sign builds and signs proto: a message directly as canonical JSON
-// (messagebuild.go), anything else with gomatrixserverlib's builder. An
-// event over MaxEventBytes is refused.
-func (e *Engine) sign(verImpl gmsl.IRoomVersion, proto *gmsl.ProtoEvent) (gmsl.PDU, error) {
+// build builds proto: a message directly as canonical JSON, hashed but
+// not signed (messagebuild.go; Signed signs it when it leaves the server),
+// anything else with gomatrixserverlib's builder, hashed and signed. An
+// event over MaxEventBytes, signature included, is refused.
+func (e *Engine) build(verImpl gmsl.IRoomVersion, proto *gmsl.ProtoEvent) (gmsl.PDU, error) {
 	var pdu gmsl.PDU
 	var err error
-	if canBuildMessage(verImpl.Version(), proto) {
-		pdu, err = buildMessage(verImpl, proto, e.now(), e.serverName, e.keyID, e.key)
+	size := 0 // what the signature will add
+	if canBuildMessage(verImpl.Version(), proto, e.serverName) {
+		pdu, err = buildMessage(verImpl, proto, e.now(), e.serverName)
+		size = e.signatureSize
 	} else {
 		pdu, err = verImpl.NewEventBuilderFromProtoEvent(proto).Build(e.now(), e.serverName, e.keyID, e.key)
 	}
@@ -311,7 +316,7 @@ func (e *Engine) sign(verImpl gmsl.IRoomVersion, proto *gmsl.ProtoEvent) (gmsl.P
 	if err != nil {
 		return nil, httpapi.BadJSON("cannot build event: %v", err)
 	}
-	if len(pdu.JSON()) > MaxEventBytes {
+	if len(pdu.JSON())+size > MaxEventBytes {
 		return nil, httpapi.TooLarge("event exceeds %d bytes", MaxEventBytes)
 	}
 	return pdu, nil
