@@ -351,8 +351,19 @@ func (tx *Tx) ended() {
 }
 
 // WithTx runs fn in a write transaction, committing when it returns nil and
-// rolling back otherwise. It is the one way Rempart writes to the database.
+// rolling back otherwise, and returns once the commit is durable. It is the
+// one way Rempart writes to the database.
 func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
+	return db.withTx(ctx, fn, true)
+}
+
+// withTx is WithTx; with durable false it returns once the commit call
+// has returned, without waiting for the log sync that makes it durable
+// (SQLite), for a transaction whose loss in a crash nobody can tell from
+// its commit, such as a move of staged rows, which leaves them where they
+// are read as well. Readers still see it only once it is durable, as any
+// commit (walsync.go), and later commits are synced after it.
+func (db *DB) withTx(ctx context.Context, fn func(tx *Tx) error, durable bool) error {
 	sqlTx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
@@ -375,6 +386,9 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 	db.committed()
 	for _, f := range tx.afterCommit {
 		f()
+	}
+	if !durable {
+		return nil
 	}
 	return db.waitDurable(seq)
 }

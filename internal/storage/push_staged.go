@@ -162,11 +162,14 @@ func (db *DB) moveStagedChunk(ctx context.Context, limit int64) (int64, error) {
 	if db.dialect != SQLite {
 		return 0, nil // nothing is staged on PostgreSQL
 	}
-	err := db.WithTx(ctx, func(tx *Tx) error {
+	// The committer calls this between two batches: it does not wait for
+	// the log sync (which the next batch's commit joins), during which no
+	// batch would run. A move lost in a crash leaves its rows staged.
+	err := db.withTx(ctx, func(tx *Tx) error {
 		var err error
 		moved, last, err = tx.moveStagedSQLite(ctx, from, limit)
 		return err
-	})
+	}, false)
 	if err != nil {
 		return 0, fmt.Errorf("move staged push actions: %w", err)
 	}

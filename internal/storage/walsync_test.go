@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -173,5 +174,55 @@ func TestFailedLogSyncFailsWrites(t *testing.T) {
 	})
 	if err == nil {
 		t.Fatal("write after a failed sync succeeded")
+	}
+}
+
+// TestStagedMoveDoesNotWaitForLogSync: the committer moves staged push
+// actions between two batches without waiting for the log sync (no batch
+// could run meanwhile), yet a read sees the move only once it is durable.
+func TestStagedMoveDoesNotWaitForLogSync(t *testing.T) {
+	h := holdSyncs(t)
+	db := openSyncTestDB(t, h)
+	ctx := context.Background()
+	if err := db.WithTx(ctx, func(tx *Tx) error {
+		for i := range 5 {
+			if _, err := tx.exec(ctx, `INSERT INTO event_push_staged (room_id, user_id, stream_pos, thread_id, highlight, actions)
+				VALUES ('!r:x', '@u:x', ?, 'main', ?, '["notify"]')`, i+1, false); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	h.hold.Store(true)
+	moved := make(chan error, 1)
+	go func() {
+		n, err := db.moveStagedChunk(ctx, 10)
+		if err == nil && n != 5 {
+			err = fmt.Errorf("moved %d rows, want 5", n)
+		}
+		moved <- err
+	}()
+	if err, ok := returnsWithin(moved, 5*time.Second); !ok || err != nil {
+		t.Fatalf("the move returned %v (within 5 s: %v) while the log sync was held", err, ok)
+	}
+	read := make(chan int, 1)
+	go func() {
+		var n int
+		if err := db.queryRow(ctx, `SELECT COUNT(*) FROM event_push_actions`).Scan(&n); err != nil {
+			n = -1
+		}
+		read <- n
+	}()
+	if _, ok := returnsWithin(h.entered, 5*time.Second); !ok {
+		t.Fatal("no log sync after the move's commit")
+	}
+	if n, ok := returnsWithin(read, 200*time.Millisecond); ok {
+		t.Fatalf("a read saw the move (%d rows) before it was durable", n)
+	}
+	h.unblock()
+	if n, ok := returnsWithin(read, 5*time.Second); !ok || n != 5 {
+		t.Fatalf("read after the sync: %d rows (returned %v), want 5", n, ok)
 	}
 }
