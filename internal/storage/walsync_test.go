@@ -69,6 +69,20 @@ func openSyncTestDB(t *testing.T, h *heldSyncs) *DB {
 	return db
 }
 
+// countInBackground runs a count through the reader pool's gate (which
+// waits until what it could see is durable) and yields it, -1 on error.
+func countInBackground(ctx context.Context, db *DB, query string) <-chan int {
+	read := make(chan int, 1)
+	go func() {
+		var n int
+		if err := db.queryRow(ctx, query).Scan(&n); err != nil {
+			n = -1
+		}
+		read <- n
+	}()
+	return read
+}
+
 // returnsWithin reports whether done yields within d.
 func returnsWithin[T any](done <-chan T, d time.Duration) (T, bool) {
 	select {
@@ -111,14 +125,7 @@ func TestCommitWaitsForLogSync(t *testing.T) {
 		t.Fatalf("raw reader sees %d rows (%v), want the committed 1", raw, err)
 	}
 	// ...but a read through the pool's gate waits for the sync.
-	read := make(chan int, 1)
-	go func() {
-		var n int
-		if err := db.queryRow(ctx, `SELECT COUNT(*) FROM sync_probe`).Scan(&n); err != nil {
-			n = -1
-		}
-		read <- n
-	}()
+	read := countInBackground(ctx, db, `SELECT COUNT(*) FROM sync_probe`)
 	if _, ok := returnsWithin(read, 200*time.Millisecond); ok {
 		t.Fatal("read returned a commit not yet durable")
 	}
@@ -207,14 +214,7 @@ func TestStagedMoveDoesNotWaitForLogSync(t *testing.T) {
 	if err, ok := returnsWithin(moved, 5*time.Second); !ok || err != nil {
 		t.Fatalf("the move returned %v (within 5 s: %v) while the log sync was held", err, ok)
 	}
-	read := make(chan int, 1)
-	go func() {
-		var n int
-		if err := db.queryRow(ctx, `SELECT COUNT(*) FROM event_push_actions`).Scan(&n); err != nil {
-			n = -1
-		}
-		read <- n
-	}()
+	read := countInBackground(ctx, db, `SELECT COUNT(*) FROM event_push_actions`)
 	if _, ok := returnsWithin(h.entered, 5*time.Second); !ok {
 		t.Fatal("no log sync after the move's commit")
 	}
